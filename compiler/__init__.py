@@ -1,0 +1,1 @@
+"""nnspec.compiler: filled in by later stages of the pipeline."""

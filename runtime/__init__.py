@@ -1,0 +1,1 @@
+"""nnspec.runtime: filled in by later stages of the pipeline."""

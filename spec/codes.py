@@ -1,0 +1,205 @@
+"""Registered diagnostic codes and their long explanations (``nnspec explain CODE``).
+
+Ranges: E0xxx reading and syntax, E1xxx names and arguments, E2xxx shapes, E3xxx imports,
+E4xxx assertions and limits, W0xxx warnings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from textwrap import dedent
+
+
+@dataclass(frozen=True)
+class Code:
+    code: str
+    title: str
+    explanation: str
+
+
+CODES: dict[str, Code] = {}
+
+
+def _code(code: str, title: str, explanation: str) -> str:
+    CODES[code] = Code(code, title, dedent(explanation).strip())
+    return code
+
+
+# -- reading and syntax ---------------------------------------------------------------------
+SYNTAX = _code("E0001", "syntax error", """
+    The file does not follow the grammar of the spec language. The message says what was
+    found and what could come at that place. Common causes: a missing `)` or `}`, a chain
+    step without `->`, a keyword used as a name (`input`, `output`, `model`, `block`,
+    `train`, `if`, `else`, `import`, `assert`, `rounding`), or two statements on one line.
+
+        x -> conv(6, 5) tanh        # error: `->` missing before `tanh`
+        x -> conv(6, 5) -> tanh     # ok
+""")
+UNEXPECTED_EOF = _code("E0002", "unexpected end of file", """
+    The file ends in the middle of a construct, usually an unclosed `(`, `[` or `{`.
+    The message says which bracket is still open and where it was opened.
+""")
+BAD_ENCODING = _code("E0003", "file is not UTF-8 text", """
+    Spec files are UTF-8 text. The file contains bytes that are not valid UTF-8 or a NUL
+    byte, which usually means a binary file (a checkpoint, an ONNX model, an image) was
+    given where a `.nn` file was expected.
+""")
+TOO_DEEP = _code("E0004", "nesting too deep", """
+    Brackets or `if` branches are nested deeper than the compiler allows (100 levels).
+    No real architecture needs this; it protects the compiler from pathological input.
+""")
+UNREADABLE = _code("E0005", "cannot read file", """
+    The file does not exist, is a directory, or cannot be read with the current permissions.
+""")
+NO_MODEL = _code("E0006", "no model to check", """
+    The file defines no `model`, or `--model` names a model that is not defined. A file of
+    blocks alone can be imported by other files but has nothing to compile by itself.
+""")
+BAD_NUMBER = _code("E0007", "invalid number", """
+    A numeric literal is malformed or out of range. Integers may use `_` separators and a
+    K, M or G suffix (`5M` is 5,000,000); floats use `.` or an exponent (`1e-3`).
+""")
+
+# -- names and arguments ------------------------------------------------------------------
+UNKNOWN_OP = _code("E1001", "unknown layer or block", """
+    A chain step names neither an op of the registry nor a block defined in this file or an
+    imported one. Names are case-sensitive: ops are lowercase (`conv`, `batchnorm`), blocks
+    are whatever the `block` definition says. `nnspec check` suggests the closest name.
+""")
+UNKNOWN_NAME = _code("E1002", "unknown name", """
+    An expression uses a name that is not a parameter of the enclosing block or model, an
+    input, or a value bound earlier with `name = chain`. Values must be bound before use.
+""")
+DUPLICATE = _code("E1003", "duplicate definition", """
+    Two definitions share one name: two blocks or models, two parameters, two inputs or two
+    bound values in one body, or two layers given the same label. Each name must be unique
+    in its scope because it becomes a module path (a state_dict key).
+""")
+UNKNOWN_ARG = _code("E1004", "unknown argument", """
+    A keyword argument is not accepted by the op or block. `nnspec check` lists the
+    accepted arguments and suggests the closest one.
+""")
+MISSING_ARG = _code("E1005", "missing argument", """
+    A required argument of an op, block or model was not given. Required arguments have no
+    default; give them positionally or by keyword.
+""")
+TOO_MANY_ARGS = _code("E1006", "too many positional arguments", """
+    More positional arguments were given than the op or block takes positionally. Give the
+    extra ones by keyword, e.g. `conv(64, 3, stride=2)`.
+""")
+BAD_ARG = _code("E1007", "invalid argument value", """
+    An argument has the wrong type or lies outside its range: a negative channel count, a
+    dropout probability outside [0, 1), a float where an integer is required, or an unknown
+    choice for a named option (e.g. `padding=sme` instead of `same`).
+""")
+BAD_EXPR = _code("E1008", "invalid expression", """
+    An expression cannot be evaluated: a type mismatch (adding a tensor to a number),
+    division by zero, an index out of range (`x.shape[5]` on a rank-3 input), an unknown
+    fact of a tensor (`x.chanels`), or a condition of `if` that is not a boolean.
+""")
+NOT_A_LAYER = _code("E1009", "not a layer", """
+    After `->` comes a layer: an op (`relu`, `conv(6, 5)`), a block (`Residual(64)`), a
+    repeated block (`Residual(64) * 2`) or a labelled one (`stage1: Residual(64)`).
+    Numbers, tensors and other expressions cannot be chain steps.
+""")
+MISSING_OUTPUT = _code("E1010", "missing output", """
+    A model or block has no `output`. End a chain with `-> output`, or list bound values in
+    an `output a, b` statement.
+""")
+BAD_INPUT = _code("E1011", "invalid input declaration", """
+    A model input needs a shape, e.g. `input x: [1, 28, 28]` (channels, height, width; the
+    batch dimension is implicit), with positive integer sizes. A block has exactly one
+    `input`, which receives the value piped into the block.
+""")
+RECURSION = _code("E1012", "recursive block", """
+    A block uses itself, directly or through other blocks. Architectures are finite graphs:
+    use repetition (`Block(...) * n`) instead of recursion.
+""")
+UNUSED = _code("W0001", "unused value", """
+    A value was bound with `name = chain` but never used, so its layers are computed and
+    counted in the summary but never reach an output. Use it or remove it.
+""")
+
+# -- shapes -------------------------------------------------------------------------------
+NOT_INTEGER = _code("E2101", "output size is not an integer", """
+    For a convolution or pooling window of size F, stride S and padding P over an input of
+    size N, the output size is (N + 2P - F) / S + 1. When S does not divide N + 2P - F the
+    window does not tile the input, which the course calls an illegal stride. Change the
+    padding or the stride (the help line gives values that divide exactly), or declare the
+    rounding: `rounding floor` drops the last partial window (as PyTorch does),
+    `rounding=ceil` on a pool keeps it. The declared rounding is recorded in the IR.
+""")
+NONPOSITIVE = _code("E2102", "output size is not positive", """
+    The window (kernel, after dilation) is larger than the padded input, so no output
+    position exists: (N + 2P - F) / S + 1 < 1. Use a smaller kernel, more padding, or feed a
+    larger input.
+""")
+RANK = _code("E2103", "wrong input rank", """
+    The op expects another number of dimensions (the batch dimension excluded): `conv2d`
+    and `maxpool` want [C, H, W], `conv1d` wants [C, L], `linear` acts on the last axis,
+    `lstm` wants [T, F]. Insert a `flatten` or `reshape` to change the rank.
+""")
+DIVISIBLE = _code("E2104", "size not divisible", """
+    A size must be a multiple of another: channels of a grouped convolution must be
+    divisible by `groups`, groupnorm's channels by its number of groups, maxout's channels
+    by k. The message gives the numbers.
+""")
+ADD_MISMATCH = _code("E2105", "shapes of a sum differ", """
+    A residual add `a + b` needs operands of exactly the same shape. When a block changes
+    the channel count or the resolution, project the skip path, e.g. with a strided 1x1
+    convolution, so both sides match.
+""")
+CONCAT_MISMATCH = _code("E2106", "shapes of a concatenation differ", """
+    `concat(...)` joins tensors along one axis (channels by default); every other axis must
+    agree. In a U-Net with unpadded convolutions, crop the skip connection first with
+    `center_crop`.
+""")
+RESHAPE = _code("E2107", "reshape changes the number of elements", """
+    `reshape` must keep the number of elements per sample. At most one size may be -1,
+    which is inferred.
+""")
+CROP = _code("E2108", "crop or pad does not fit", """
+    `center_crop` cannot crop to a size larger than its input. When input and target
+    differ by an odd number of pixels, the extra one is removed at the bottom/right, as
+    torchvision does. `pad` takes non-negative amounts.
+""")
+DTYPE = _code("E2109", "wrong input type", """
+    The op expects another element type: `embedding` takes integer token ids (an input
+    declared `int[...]`), every other op takes floats.
+""")
+ARGUMENT_SHAPE = _code("E2110", "argument does not match the input", """
+    A per-axis argument (kernel, stride, padding, dilation, output_padding, scale) is a
+    tuple whose length differs from the number of spatial axes of the input, or a size
+    argument does not fit the input.
+""")
+
+# -- imports ------------------------------------------------------------------------------
+IMPORT_NOT_FOUND = _code("E3001", "imported file not found", """
+    `import "file.nn"` is resolved relative to the importing file. The file must exist.
+""")
+IMPORT_CYCLE = _code("E3002", "import cycle", """
+    Files import each other in a cycle. Move the shared blocks into a third file that both
+    import.
+""")
+IMPORT_OUTSIDE = _code("E3003", "import outside the project", """
+    An import may only reach files inside the folder of the file being compiled (and its
+    subfolders). This keeps a spec from reading arbitrary files on the machine.
+""")
+
+# -- assertions and limits ------------------------------------------------------------------
+ASSERTION = _code("E4001", "assertion failed", """
+    An `assert` in a model or block did not hold. Budget assertions compare the totals of the
+    enclosing model or block instance: `params`, `trainable_params`, `buffers`, `macs`,
+    `memory` (activation bytes per sample) and `receptive_field` (in input pixels), e.g.
+    `assert params < 5M`. Other assertions check parameters: `assert c % 4 == 0`.
+""")
+LIMIT = _code("E4002", "size limit exceeded", """
+    A layer or model is larger than the configured limit (by default 10G parameters per
+    model, 2**31 elements per tensor). Such sizes are almost always a typo. Raise the limit
+    with `nnspec check --max-params N` if you mean it.
+""")
+BAD_ASSERT = _code("E4003", "invalid assertion", """
+    An assertion must be a comparison or another boolean expression; budget names
+    (`params`, `macs`, `receptive_field`...) are defined only inside `assert`.
+    `receptive_field` needs a model with spatial axes.
+""")

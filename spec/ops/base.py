@@ -1,0 +1,138 @@
+"""The op contract: one class per op holds its arguments, shape rule, parameters and costs.
+
+An op class is a frozen pydantic model of its attributes. Elaboration binds a spec's
+arguments to it (positionally in ``positional`` order, or by keyword), validates them, and
+asks the instance about one application to concrete input types:
+
+- ``infer(inputs)`` -> output type, raising :class:`ShapeError` with the formula and numbers;
+- ``param_shapes(inputs)`` / ``buffer_shapes(inputs)``: names -> shapes (counts derive from them);
+- ``macs(inputs, output)``: multiply-accumulates per sample (one MAC = one multiply-add);
+- ``receptive_step(inputs)``: (effective window, stride) per spatial axis, or GLOBAL.
+
+Register a class with :func:`register`; its ``kind`` is the name used in spec files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from ..ir import ReceptiveField, TensorType
+
+
+class ShapeError(Exception):
+    """A shape rule failed. Elaboration adds the location and the input types.
+
+    ``notes`` carry the formula instantiated with the numbers; ``help`` the fix; ``arg``
+    names the argument to point at (the whole call when None).
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        notes: Sequence[str] = (),
+        help: str | None = None,
+        arg: str | None = None,
+        operand: int | None = None,
+    ):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.notes = tuple(notes)
+        self.help = help
+        self.arg = arg
+        self.operand = operand
+
+
+@dataclass(frozen=True)
+class WindowStep:
+    """How one layer grows the receptive field: effective window and stride per spatial axis.
+
+    A stride below 1 (upsampling by 2 has stride 1/2) shrinks the jump.
+    """
+
+    window: tuple[int, ...]
+    stride: tuple[float, ...]
+
+
+GLOBAL: Literal["global"] = "global"  # the op mixes every spatial position (global pool, flatten)
+
+
+class Op(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    kind: ClassVar[str]
+    family: ClassVar[str] = ""
+    aliases: ClassVar[tuple[str, ...]] = ()
+    positional: ClassVar[tuple[str, ...]] = ()
+    arity: ClassVar[int | None] = 1  # number of tensor inputs; None: two or more
+    spatial_rank: ClassVar[int | None] = None  # fixed number of spatial axes, if any
+
+    # -- the rules --------------------------------------------------------------------
+    def infer(self, inputs: Sequence[TensorType]) -> TensorType:
+        raise NotImplementedError
+
+    def param_shapes(self, inputs: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
+        return {}
+
+    def buffer_shapes(self, inputs: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
+        return {}
+
+    def macs(self, inputs: Sequence[TensorType], output: TensorType) -> int:
+        return 0
+
+    def receptive_step(self, inputs: Sequence[TensorType]) -> WindowStep | Literal["global"] | None:
+        """None: the op keeps each position's receptive field (elementwise, channel-wise)."""
+        return None
+
+    # -- helpers for the registry and the IR -----------------------------------------------
+    def attrs(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def signature(cls) -> str:
+        parts = []
+        for name, field in cls.model_fields.items():
+            if field.is_required():
+                parts.append(name)
+            else:
+                default = field.default
+                shown = str(default).lower() if isinstance(default, bool) else repr(default)
+                parts.append(f"{name}={shown.strip(chr(39))}")
+        return f"{cls.kind}({', '.join(parts)})"
+
+
+def receptive_field(
+    previous: Sequence[ReceptiveField | None], step: WindowStep | Literal["global"] | None
+) -> ReceptiveField | None:
+    """Apply one layer's window step to the receptive field of its inputs."""
+    known = [rf for rf in previous if rf is not None]
+    if not known or step == GLOBAL:
+        return None
+    size = max(rf.size for rf in known)
+    jump = max(rf.jump for rf in known)
+    if step is None:
+        return ReceptiveField(size=size, jump=jump)
+    # one number for all axes: the largest field, as summaries conventionally report it
+    grow = max((w - 1) * jump for w in step.window)
+    new_jump = jump * max(step.stride)
+    return ReceptiveField(size=int(round(size + grow)), jump=new_jump)
+
+
+REGISTRY: dict[str, type[Op]] = {}
+
+
+def register(cls: type[Op]) -> type[Op]:
+    for name in (cls.kind, *cls.aliases):
+        if name in REGISTRY:
+            raise ValueError(f"op {name!r} registered twice")
+        REGISTRY[name] = cls
+    for name in cls.positional:
+        if name not in cls.model_fields:
+            raise ValueError(f"{cls.__name__}.positional names unknown field {name!r}")
+    return cls

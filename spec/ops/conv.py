@@ -1,0 +1,273 @@
+"""Convolutions: conv (1-d or 2-d by input rank), conv1d, conv2d, separable_conv, upconv."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from ..ir import TensorType
+from .arith import (
+    AXIS_NAMES,
+    IntOrTuple,
+    check_divisible,
+    conv_transpose_output,
+    expect_rank,
+    per_axis,
+    same_padding,
+    window_output,
+)
+from .base import Op, ShapeError, WindowStep, register
+from .. import codes
+
+Positive = Field(gt=0)
+PositiveOrTuple = IntOrTuple
+Padding = int | tuple[int, ...] | Literal["same", "valid"]
+Rounding = Literal["exact", "floor", "ceil"]
+
+
+class _Windowed(Op):
+    """Shared by convolutions: spatial axes from the input rank, per-axis arguments."""
+
+    spatial_rank: ClassVar[int | None] = None  # None: 1 or 2, read from the input
+
+    def _spatial(self, x: TensorType) -> int:
+        ranks = (self.spatial_rank + 1,) if self.spatial_rank else (2, 3)
+        layout = {2: "[C, L]", 3: "[C, H, W]"}
+        expect_rank(x.rank, ranks, self.kind, " or ".join(layout[r] for r in ranks))
+        return x.rank - 1
+
+
+@register
+class Conv(_Windowed):
+    """Convolution over 1 or 2 spatial axes (cross-correlation, as every framework computes).
+
+    out[k, i, j] = b[k] + Σ_c Σ_u Σ_v W[k, c, u, v] · x[c, S·i + d·u - P, S·j + d·v - P]
+
+    Shape: [C_in, H, W] -> [K, H', W'] with H' = (H + 2P - F) / S + 1, F = d(k - 1) + 1
+    (1-d: [C_in, L] -> [K, L']).
+    Params: weight [K, C_in / groups, k_h, k_w], bias [K]: (F·F·C_in/groups + 1)·K.
+    MACs: K · (C_in / groups) · k_h · k_w · H' · W'.
+    """
+
+    kind: ClassVar[str] = "conv"
+    family: ClassVar[str] = "conv"
+    positional: ClassVar[tuple[str, ...]] = ("channels", "kernel")
+
+    channels: int = Field(gt=0)
+    kernel: IntOrTuple
+    stride: IntOrTuple = 1
+    padding: Padding = 0
+    dilation: IntOrTuple = 1
+    groups: int = Field(default=1, gt=0)
+    bias: bool = True
+    rounding: Rounding = "exact"
+
+    def _axes(self, x: TensorType):
+        n = self._spatial(x)
+        kernel = per_axis(self.kernel, n, "kernel")
+        stride = per_axis(self.stride, n, "stride")
+        dilation = per_axis(self.dilation, n, "dilation")
+        for arg, values in (("kernel", kernel), ("stride", stride), ("dilation", dilation)):
+            if min(values) < 1:
+                raise ShapeError(codes.BAD_ARG, f"`{arg}` must be positive, got {values}", arg=arg)
+        if self.padding == "valid":
+            pads = ((0, 0),) * n
+        elif self.padding == "same":
+            if max(stride) != 1:
+                raise ShapeError(
+                    codes.BAD_ARG,
+                    f"padding=same needs stride 1, got stride={self.stride}",
+                    notes=["with stride S the output cannot keep the input size N; it is N / S"],
+                    help="give the padding explicitly, e.g. padding=(F - 1) / 2",
+                    arg="padding",
+                )
+            pads = tuple(same_padding(k, d) for k, d in zip(kernel, dilation))
+        else:
+            pads = tuple((p, p) for p in per_axis(self.padding, n, "padding"))
+            if min(p for p, _ in pads) < 0:
+                raise ShapeError(codes.BAD_ARG, "`padding` must not be negative", arg="padding")
+        return n, kernel, stride, dilation, pads
+
+    def padding_pairs(self, x: TensorType) -> tuple[tuple[int, int], ...]:
+        """(before, after) padding per spatial axis, with `same` and `valid` resolved."""
+        return self._axes(x)[4]
+
+    def _in_channels(self, x: TensorType) -> int:
+        c = x.shape[0]
+        check_divisible(c, self.groups, "input channels", "groups", arg="groups")
+        check_divisible(self.channels, self.groups, "output channels", "groups", arg="groups")
+        return c
+
+    def infer(self, inputs: Sequence[TensorType]) -> TensorType:
+        (x,) = inputs
+        n, kernel, stride, dilation, pads = self._axes(x)
+        self._in_channels(x)
+        if self.rounding == "ceil":
+            raise ShapeError(
+                codes.BAD_ARG,
+                f"{self.kind} supports `rounding` exact or floor, not ceil",
+                help="pad the input instead, or use floor",
+                arg="rounding",
+            )
+        sizes = tuple(
+            window_output(
+                size, k, s, p, dilation=d, rounding=self.rounding, what=self.kind, axis=axis
+            )
+            for size, k, s, p, d, axis in zip(x.shape[1:], kernel, stride, pads, dilation, AXIS_NAMES[n])
+        )
+        return TensorType(shape=(self.channels, *sizes))
+
+    def param_shapes(self, inputs: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
+        (x,) = inputs
+        n, kernel, *_ = self._axes(x)
+        shapes = {"weight": (self.channels, x.shape[0] // self.groups, *kernel)}
+        if self.bias:
+            shapes["bias"] = (self.channels,)
+        return shapes
+
+    def macs(self, inputs: Sequence[TensorType], output: TensorType) -> int:
+        (x,) = inputs
+        _, kernel, *_ = self._axes(x)
+        return self.channels * (x.shape[0] // self.groups) * math.prod(kernel) * math.prod(output.shape[1:])
+
+    def receptive_step(self, inputs: Sequence[TensorType]) -> WindowStep:
+        _, kernel, stride, dilation, _ = self._axes(inputs[0])
+        return WindowStep(
+            window=tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation)), stride=stride
+        )
+
+
+@register
+class Conv1d(Conv):
+    """Convolution over one spatial axis: [C_in, L] -> [K, L'] (see `conv`)."""
+
+    kind: ClassVar[str] = "conv1d"
+    spatial_rank: ClassVar[int | None] = 1
+
+
+@register
+class Conv2d(Conv):
+    """Convolution over two spatial axes: [C_in, H, W] -> [K, H', W'] (see `conv`)."""
+
+    kind: ClassVar[str] = "conv2d"
+    spatial_rank: ClassVar[int | None] = 2
+
+
+@register
+class SeparableConv(Conv):
+    """Depthwise-separable convolution (Xception): a depthwise conv, then a 1x1 pointwise one.
+
+    depthwise: groups = C_in, weight [C_in, 1, k_h, k_w]; pointwise: weight [K, C_in, 1, 1].
+    Shape: as `conv` with groups = 1.
+    Params: C_in·k_h·k_w (+ C_in) + K·C_in (+ K), versus K·C_in·k_h·k_w for a full conv.
+    MACs: C_in·k_h·k_w·H'·W' + K·C_in·H'·W'.
+    """
+
+    kind: ClassVar[str] = "separable_conv"
+    groups: Literal[1] = 1
+
+    def param_shapes(self, inputs: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
+        (x,) = inputs
+        _, kernel, *_ = self._axes(x)
+        c = x.shape[0]
+        ones = (1,) * len(kernel)
+        shapes = {"depthwise.weight": (c, 1, *kernel)}
+        if self.bias:
+            shapes["depthwise.bias"] = (c,)
+        shapes["pointwise.weight"] = (self.channels, c, *ones)
+        if self.bias:
+            shapes["pointwise.bias"] = (self.channels,)
+        return shapes
+
+    def macs(self, inputs: Sequence[TensorType], output: TensorType) -> int:
+        (x,) = inputs
+        _, kernel, *_ = self._axes(x)
+        positions = math.prod(output.shape[1:])
+        c = x.shape[0]
+        return c * math.prod(kernel) * positions + self.channels * c * positions
+
+
+@register
+class UpConv(_Windowed):
+    """Transposed convolution ("deconvolution", learnable upsampling).
+
+    Shape: [C_in, H, W] -> [K, H', W'] with
+    H' = (H - 1)·S - 2P + d(k - 1) + output_padding + 1.
+    Params: weight [C_in, K / groups, k_h, k_w], bias [K].
+    MACs: C_in · (K / groups) · k_h · k_w · H · W (every input pixel scatters a kernel).
+    """
+
+    kind: ClassVar[str] = "upconv"
+    family: ClassVar[str] = "conv"
+    aliases: ClassVar[tuple[str, ...]] = ("conv_transpose",)
+    positional: ClassVar[tuple[str, ...]] = ("channels", "kernel")
+
+    channels: int = Field(gt=0)
+    kernel: IntOrTuple
+    stride: IntOrTuple = 1
+    padding: IntOrTuple = 0
+    output_padding: IntOrTuple = 0
+    dilation: IntOrTuple = 1
+    groups: int = Field(default=1, gt=0)
+    bias: bool = True
+
+    def _axes(self, x: TensorType):
+        n = self._spatial(x)
+        values = {
+            arg: per_axis(getattr(self, arg), n, arg)
+            for arg in ("kernel", "stride", "padding", "output_padding", "dilation")
+        }
+        for arg in ("kernel", "stride", "dilation"):
+            if min(values[arg]) < 1:
+                raise ShapeError(codes.BAD_ARG, f"`{arg}` must be positive", arg=arg)
+        for arg in ("padding", "output_padding"):
+            if min(values[arg]) < 0:
+                raise ShapeError(codes.BAD_ARG, f"`{arg}` must not be negative", arg=arg)
+        for op_, s, d in zip(values["output_padding"], values["stride"], values["dilation"]):
+            if op_ >= max(s, d):
+                raise ShapeError(
+                    codes.BAD_ARG,
+                    f"output_padding ({op_}) must be smaller than stride or dilation ({max(s, d)})",
+                    arg="output_padding",
+                )
+        return n, values
+
+    def infer(self, inputs: Sequence[TensorType]) -> TensorType:
+        (x,) = inputs
+        n, v = self._axes(x)
+        check_divisible(x.shape[0], self.groups, "input channels", "groups", arg="groups")
+        check_divisible(self.channels, self.groups, "output channels", "groups", arg="groups")
+        sizes = tuple(
+            conv_transpose_output(size, k, s, p, op_, d, axis)
+            for size, k, s, p, op_, d, axis in zip(
+                x.shape[1:], v["kernel"], v["stride"], v["padding"], v["output_padding"],
+                v["dilation"], AXIS_NAMES[n],
+            )
+        )
+        return TensorType(shape=(self.channels, *sizes))
+
+    def param_shapes(self, inputs: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
+        (x,) = inputs
+        _, v = self._axes(x)
+        shapes = {"weight": (x.shape[0], self.channels // self.groups, *v["kernel"])}
+        if self.bias:
+            shapes["bias"] = (self.channels,)
+        return shapes
+
+    def macs(self, inputs: Sequence[TensorType], output: TensorType) -> int:
+        (x,) = inputs
+        _, v = self._axes(x)
+        return (
+            x.shape[0] * (self.channels // self.groups) * math.prod(v["kernel"]) * math.prod(x.shape[1:])
+        )
+
+    def receptive_step(self, inputs: Sequence[TensorType]) -> WindowStep:
+        _, v = self._axes(inputs[0])
+        # in input units a transposed conv sees ceil(k_eff / S) input pixels per output pixel
+        window = tuple(
+            -(-(d * (k - 1) + 1) // s) for k, s, d in zip(v["kernel"], v["stride"], v["dilation"])
+        )
+        return WindowStep(window=window, stride=tuple(1 / s for s in v["stride"]))
