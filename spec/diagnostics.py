@@ -56,9 +56,13 @@ class Diagnostic(BaseModel):
 class DiagnosticError(Exception):
     """Raised when a stage cannot go on; carries every diagnostic collected so far."""
 
-    def __init__(self, diagnostics: Sequence[Diagnostic]):
+    def __init__(self, diagnostics: Sequence[Diagnostic], sources: SourceMap | None = None):
         self.diagnostics = tuple(diagnostics)
+        self.sources = sources
         super().__init__("\n".join(d.message for d in self.diagnostics))
+
+    def render(self) -> str:
+        return render_all(self.diagnostics, self.sources)
 
 
 def error(

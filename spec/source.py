@@ -88,3 +88,8 @@ class SourceMap:
 
     def __contains__(self, name: str) -> bool:
         return name in self._files
+
+    def merge(self, other: SourceMap | None) -> SourceMap:
+        if other is not None:
+            self._files.update(other._files)
+        return self

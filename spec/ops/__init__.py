@@ -1,6 +1,15 @@
 """The op registry: every layer a spec can name, one class per op, grouped by family."""
 
-from . import conv  # noqa: F401  (importing a family registers its ops)
-from .base import REGISTRY, GLOBAL, Op, ShapeError, WindowStep, receptive_field, register
+from . import (
+    activation,  # noqa: F401
+    conv,  # noqa: F401  (importing a family registers its ops)
+    linear,  # noqa: F401
+    norm,  # noqa: F401
+    pool,  # noqa: F401
+    recurrent,  # noqa: F401
+    regularization,  # noqa: F401
+    shape,  # noqa: F401
+)
+from .base import GLOBAL, REGISTRY, Op, ShapeError, WindowStep, receptive_field, register
 
 __all__ = ["REGISTRY", "GLOBAL", "Op", "ShapeError", "WindowStep", "receptive_field", "register"]

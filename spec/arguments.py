@@ -1,0 +1,152 @@
+"""Binding call arguments to an op's attribute model, and pydantic's complaints to diagnostics."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from . import ast, codes
+from .diagnostics import Diagnostic, error
+from .ops.base import Op
+from .source import Span
+from .suggest import did_you_mean
+
+
+class Symbol(str):
+    """A bare name that named no value: an option such as `same`, `bilinear` or `last`."""
+
+
+def describe(value: Any) -> str:
+    if isinstance(value, Symbol):
+        return f"`{value}`"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, tuple):
+        return "(" + ", ".join(describe(v) for v in value) + ")"
+    return repr(value)
+
+
+def bind_op_args(
+    op: type[Op],
+    call_span: Span,
+    positional: Sequence[tuple[Any, ast.Arg]],
+    keywords: Sequence[tuple[Any, ast.Arg]],
+) -> tuple[dict[str, Any], dict[str, Span], list[Diagnostic]]:
+    """Match arguments to fields; return the values, each given field's span, and errors."""
+    diags: list[Diagnostic] = []
+    values: dict[str, Any] = {}
+    spans: dict[str, Span] = {}
+    signature = op.signature()
+    if len(positional) > len(op.positional):
+        extra = positional[len(op.positional)][1]
+        diags.append(error(
+            codes.TOO_MANY_ARGS,
+            f"`{op.kind}` takes {len(op.positional)} positional argument"
+            f"{'s' if len(op.positional) != 1 else ''} but {len(positional)} were given",
+            extra.span, "extra argument",
+            notes=[f"signature: {signature}"],
+            help="give it by keyword, e.g. `name=value`",
+        ))
+    for field, (value, arg) in zip(op.positional, positional):
+        values[field] = value
+        spans[field] = arg.span
+    for value, arg in keywords:
+        assert arg.name is not None
+        if arg.name not in op.model_fields:
+            hint = did_you_mean(arg.name, op.model_fields)
+            diags.append(error(
+                codes.UNKNOWN_ARG, f"`{op.kind}` has no argument `{arg.name}`",
+                arg.name_span or arg.span, "unknown argument",
+                notes=[f"signature: {signature}"], help=hint,
+            ))
+            continue
+        if arg.name in values:
+            diags.append(error(
+                codes.DUPLICATE, f"argument `{arg.name}` given twice", arg.span, "given again here",
+                secondary=[(spans[arg.name], "first given here")],
+            ))
+            continue
+        values[arg.name] = value
+        spans[arg.name] = arg.span
+    missing = [f for f, info in op.model_fields.items() if info.is_required() and f not in values]
+    if missing:
+        diags.append(error(
+            codes.MISSING_ARG,
+            f"`{op.kind}` needs `{missing[0]}`" + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""),
+            call_span, f"`{missing[0]}` missing",
+            notes=[f"signature: {signature}"],
+        ))
+    return values, spans, diags
+
+
+def validation_diagnostics(
+    op: type[Op], exc: ValidationError, values: dict[str, Any], spans: dict[str, Span], call_span: Span
+) -> list[Diagnostic]:
+    """One diagnostic per invalid field, pointing at the argument that was given."""
+    by_field: dict[str, list[dict[str, Any]]] = {}
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else ""
+        by_field.setdefault(field, []).append(err)
+    diags = []
+    for field, errs in by_field.items():
+        given = values.get(field)
+        expected = _expected(errs)
+        literals = [str(v) for e in errs if e["type"] == "literal_error" for v in _literal_values(op, field)]
+        hint = did_you_mean(str(given), literals) if isinstance(given, str) and literals else None
+        diags.append(error(
+            codes.BAD_ARG,
+            f"invalid value for `{field}` of `{op.kind}`: {describe(given)}",
+            spans.get(field, call_span), f"expected {expected}",
+            notes=[f"signature: {op.signature()}"],
+            help=hint,
+        ))
+    return diags
+
+
+def _literal_values(op: type[Op], field: str) -> list[Any]:
+    import typing
+
+    found: list[Any] = []
+
+    def walk(tp: Any) -> None:
+        if typing.get_origin(tp) is typing.Literal:
+            found.extend(typing.get_args(tp))
+        for sub in typing.get_args(tp):
+            walk(sub)
+
+    walk(op.model_fields[field].annotation)
+    return found
+
+
+def _expected(errs: list[dict[str, Any]]) -> str:
+    words: list[str] = []
+    for err in errs:
+        kind, ctx = err["type"], err.get("ctx", {})
+        word = {
+            "int_type": "an integer",
+            "int_parsing": "an integer",
+            "float_type": "a number",
+            "bool_type": "true or false",
+            "tuple_type": "a tuple",
+            "string_type": "a name",
+            "none_required": "none",
+        }.get(kind)
+        if kind == "literal_error":
+            word = ctx.get("expected", "").replace("'", "`")
+        elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+            sign = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
+            bound = next(iter(ctx.values()), "")
+            word = f"a value {sign} {bound}"
+        elif kind == "too_short" or kind == "too_long":
+            word = err["msg"].lower()
+        if word is None:
+            word = err["msg"][0].lower() + err["msg"][1:]
+        if len(err["loc"]) > 1 and isinstance(err["loc"][-1], int):
+            word = f"{word} in every entry"
+        if word not in words:
+            words.append(word)
+    return " or ".join(words)

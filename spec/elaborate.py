@@ -1,0 +1,801 @@
+"""Elaboration: AST -> IR. Resolves blocks, parameters, expressions, repeats and names, binds
+arguments to ops, runs every shape rule, and collects all errors without cascades.
+
+A value that failed is POISON; anything computed from it is POISON too and reports nothing,
+so one mistake gives one error.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from . import ast, codes
+from .arguments import Symbol, bind_op_args, describe, validation_diagnostics
+from .diagnostics import Diagnostic, DiagnosticError, error, warning
+from .ir import Graph, GraphInput, GraphOutput, Node, ReceptiveField, TensorType
+from .loader import Loaded
+from .ops import REGISTRY, Op, ShapeError, receptive_field
+from .source import Span
+from .suggest import did_you_mean
+
+DEFAULT_MAX_PARAMS = 10 * 10**9
+MAX_ELEMENTS = 2**31
+MAX_REPEAT = 10_000
+BYTES = {"float32": 4, "int64": 8}
+BUDGET_NAMES = ("params", "trainable_params", "buffers", "macs", "memory", "receptive_field")
+TENSOR_FACTS = ("channels", "shape", "rank", "numel")
+BUILTINS = {"min": min, "max": max, "abs": abs, "int": int, "round": round, "float": float}
+
+
+class _Poison:
+    def __repr__(self) -> str:
+        return "POISON"
+
+
+POISON: Any = _Poison()
+
+
+class Abort(Exception):
+    """Stops evaluating the current statement after its error was recorded."""
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """A tensor value while the graph is built: the IR value it names, its type and field."""
+
+    ref: str
+    type: TensorType
+    rf: ReceptiveField | None
+    span: Span
+
+
+@dataclass
+class Scope:
+    definition: ast.Definition
+    prefix: str
+    names: dict[str, Any]
+    name_spans: dict[str, Span]
+    rounding: str
+    first_node: int
+    used: set[str] = field(default_factory=set)
+    tensor_bindings: dict[str, Span] = field(default_factory=dict)
+
+    def child(self, prefix: str) -> Scope:
+        """Same names, deeper module path: the layers of `name = chain` live under `name.`."""
+        return Scope(self.definition, prefix, self.names, self.name_spans, self.rounding,
+                     self.first_node, self.used, self.tensor_bindings)
+
+
+def join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+class Elaborator:
+    def __init__(self, loaded: Loaded, *, max_params: int = DEFAULT_MAX_PARAMS):
+        self.loaded = loaded
+        self.max_params = max_params
+        self.diags: list[Diagnostic] = []
+        self.nodes: list[Node] = []
+        self.node_names: set[str] = set()
+        self.counters: dict[tuple[str, str], int] = {}
+        self.block_stack: list[str] = []
+        self.reported_asserts: set[int] = set()
+
+    # == entry ====================================================================
+    def model(self, name: str, args: dict[str, Any] | None = None) -> Graph:
+        definition = self.loaded.definitions.get(name)
+        if definition is None or definition.kind != "model":
+            models = [d.name for d in self.loaded.definitions.values() if d.kind == "model"]
+            raise DiagnosticError([error(
+                codes.NO_MODEL, f"no model named `{name}`", None,
+                notes=[f"models: {', '.join(models) or 'none'}"], help=did_you_mean(name, models),
+            )], self.loaded.sources)
+        scope = Scope(definition, "", {}, {}, "exact", 0)
+        self._bind_params(definition, [], args or {}, definition.name_span, scope, from_cli=True)
+        inputs: list[GraphInput] = []
+        for stmt in definition.body:
+            if isinstance(stmt, ast.InputDecl):
+                graph_input = self._model_input(stmt, scope)
+                if graph_input is not None:
+                    inputs.append(graph_input)
+        if not inputs and not any(isinstance(s, ast.InputDecl) for s in definition.body):
+            self.diags.append(error(codes.BAD_INPUT, f"model `{name}` has no input", definition.name_span,
+                                    help="declare one, e.g. `input x: [1, 28, 28]`"))
+        outputs = self._body(definition, scope)
+        self._check_total(definition, scope)
+        errors = [d for d in self.diags if d.severity == "error"]
+        if errors:
+            raise DiagnosticError(self.diags, self.loaded.sources)
+        graph_outputs = tuple(
+            GraphOutput(name=out_name, value=value.ref, type=value.type) for out_name, value in outputs
+        )
+        return Graph(
+            name=name,
+            args={k: v for k, v in scope.names.items() if not isinstance(v, Tensor) and k in
+                  {p.name for p in definition.params}},
+            inputs=tuple(inputs), nodes=tuple(self.nodes), outputs=graph_outputs, span=definition.span,
+        )
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diags if d.severity == "warning"]
+
+    # == definitions ====================================================================
+    def _bind_params(self, definition, positional, keywords: dict[str, Any], call_span, scope, *,
+                     from_cli=False, keyword_spans=None) -> bool:
+        params = definition.params
+        names = [p.name for p in params]
+        ok = True
+        seen: set[str] = set()
+        for p in params:
+            if p.name in seen:
+                self._error(codes.DUPLICATE, f"parameter `{p.name}` declared twice", p.span)
+                ok = False
+            seen.add(p.name)
+        if len(positional) > len(params):
+            self._error(codes.TOO_MANY_ARGS,
+                        f"`{definition.name}` takes {len(params)} arguments but {len(positional)} were given",
+                        positional[len(params)][1], "extra argument")
+            ok = False
+        given: dict[str, tuple[Any, Span]] = {}
+        for p, (value, span) in zip(params, positional):
+            given[p.name] = (value, span)
+        for key, value in keywords.items():
+            span = (keyword_spans or {}).get(key, call_span)
+            if key not in names:
+                what = "model" if definition.kind == "model" else "block"
+                self._error(codes.UNKNOWN_ARG, f"{what} `{definition.name}` has no parameter `{key}`", span,
+                            "unknown argument", notes=[f"parameters: {', '.join(names) or 'none'}"],
+                            help=did_you_mean(key, names))
+                ok = False
+                continue
+            given[key] = (value, span)
+        for p in params:
+            if p.name in given:
+                value, span = given[p.name]
+            elif p.default is not None:
+                value, span = self._expr(p.default, scope), p.default.span
+            else:
+                self._error(codes.MISSING_ARG,
+                            f"`{definition.name}` needs a value for `{p.name}`", call_span,
+                            f"`{p.name}` missing",
+                            notes=[f"declared at {p.span}"],
+                            help="pass it with `--set name=value`" if from_cli else None)
+                scope.names[p.name] = POISON
+                ok = False
+                continue
+            scope.names[p.name] = self._check_param_type(p, value, span, definition)
+        return ok
+
+    def _check_param_type(self, p: ast.Param, value: Any, span: Span, definition) -> Any:
+        if value is POISON or p.type is None:
+            return value
+        checks = {
+            "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+            "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+            "bool": lambda v: isinstance(v, bool),
+            "str": lambda v: isinstance(v, str),
+            "tensor": lambda v: isinstance(v, Tensor),
+        }
+        check = checks.get(p.type)
+        if check is None:
+            self._error(codes.BAD_ARG, f"unknown parameter type `{p.type}`", p.span,
+                        help=did_you_mean(p.type, checks) or f"types: {', '.join(checks)}")
+            return POISON
+        if not check(value):
+            self._error(codes.BAD_ARG, f"`{p.name}` of `{definition.name}` must be {p.type}, got {self._show(value)}",
+                        span, f"expected {p.type}")
+            return POISON
+        return float(value) if p.type == "float" else value
+
+    def _model_input(self, stmt: ast.InputDecl, scope: Scope) -> GraphInput | None:
+        if stmt.type is None:
+            self._error(codes.BAD_INPUT, f"model input `{stmt.name}` needs a shape", stmt.span,
+                        help=f"e.g. `input {stmt.name}: [1, 28, 28]` (channels, height, width)")
+            scope.names[stmt.name] = POISON
+            return None
+        dtype = {None: "float32", "float": "float32", "int": "int64"}.get(stmt.type.dtype)
+        if dtype is None:
+            self._error(codes.BAD_INPUT, f"unknown element type `{stmt.type.dtype}`", stmt.type.span,
+                        help="use `int[...]` for token ids, or no prefix for floats")
+            scope.names[stmt.name] = POISON
+            return None
+        dims = []
+        for dim in stmt.type.dims:
+            value = self._expr(dim, scope)
+            if value is POISON:
+                scope.names[stmt.name] = POISON
+                return None
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                self._error(codes.BAD_INPUT, f"input sizes must be positive integers, got {self._show(value)}",
+                            dim.span)
+                scope.names[stmt.name] = POISON
+                return None
+            dims.append(value)
+        input_type = TensorType(shape=tuple(dims), dtype=dtype)
+        if input_type.numel > MAX_ELEMENTS:
+            self._error(codes.LIMIT, f"input `{stmt.name}` has {input_type.numel:,} elements per sample",
+                        stmt.type.span, notes=[f"limit: {MAX_ELEMENTS:,} elements per tensor"])
+            scope.names[stmt.name] = POISON
+            return None
+        if stmt.name in scope.names:
+            self._error(codes.DUPLICATE, f"`{stmt.name}` is already defined", stmt.span)
+        rf = ReceptiveField(size=1, jump=1.0) if len(dims) >= 2 and dtype == "float32" else None
+        scope.names[stmt.name] = Tensor(stmt.name, input_type, rf, stmt.span)
+        scope.name_spans[stmt.name] = stmt.span
+        return GraphInput(name=stmt.name, type=input_type, span=stmt.span)
+
+    def _body(self, definition: ast.Definition, scope: Scope) -> list[tuple[str, Tensor]]:
+        """Run a model or block body; return its outputs as (name, value)."""
+        outputs: list[tuple[str, Tensor]] = []
+        output_spans: dict[str, Span] = {}
+        asserts: list[ast.Assert] = []
+        poisoned_output = False
+
+        def add_output(name: str, value: Any, span: Span) -> None:
+            nonlocal poisoned_output
+            if name in output_spans:
+                self._error(codes.DUPLICATE, f"output `{name}` given twice", span,
+                            secondary=[(output_spans[name], "first given here")])
+                return
+            output_spans[name] = span
+            if value is POISON:
+                poisoned_output = True
+            elif not isinstance(value, Tensor):
+                self._error(codes.BAD_EXPR, f"an output must be a tensor, got {self._show(value)}", span)
+            else:
+                outputs.append((name, value))
+
+        for stmt in definition.body:
+            try:
+                if isinstance(stmt, ast.InputDecl):
+                    continue  # bound before the body runs
+                if isinstance(stmt, ast.Binding):
+                    self._binding(stmt, scope)
+                elif isinstance(stmt, ast.ChainStmt):
+                    chain = stmt.chain
+                    value = self._expr(chain, scope, top=True)
+                    if isinstance(chain, ast.Chain) and chain.output_span is not None:
+                        add_output("output", value, chain.output_span)
+                    elif isinstance(value, Tensor):
+                        self.diags.append(warning(
+                            codes.UNUSED, "the result of this chain is never used", stmt.span,
+                            help="end it with `-> output`, or bind it with `name = chain`"))
+                elif isinstance(stmt, ast.OutputStmt):
+                    for name, span in stmt.names:
+                        add_output(name, self._lookup(name, span, scope), span)
+                elif isinstance(stmt, ast.Assert):
+                    asserts.append(stmt)
+                elif isinstance(stmt, ast.RoundingStmt):
+                    if stmt.mode not in ("exact", "floor"):
+                        self._error(codes.BAD_ARG, f"unknown rounding `{stmt.mode}`", stmt.mode_span,
+                                    "expected `exact` or `floor`",
+                                    help="`ceil` exists per pooling layer: `maxpool(3, stride=2, rounding=ceil)`")
+                    else:
+                        scope.rounding = stmt.mode
+            except Abort:
+                continue
+        if not outputs and not poisoned_output and not output_spans:
+            self._error(codes.MISSING_OUTPUT, f"{definition.kind} `{definition.name}` has no output",
+                        definition.name_span, help="end a chain with `-> output`")
+        for name, span in scope.tensor_bindings.items():
+            if name not in scope.used and name not in output_spans:
+                self.diags.append(warning(codes.UNUSED, f"value `{name}` is never used", span,
+                                          help="use it, output it, or remove it"))
+        for stmt in asserts:
+            self._assert(stmt, scope)
+        return outputs
+
+    def _binding(self, stmt: ast.Binding, scope: Scope) -> None:
+        if stmt.name in scope.names:
+            self._error(codes.DUPLICATE, f"`{stmt.name}` is already defined", stmt.name_span, "defined again",
+                        secondary=[(scope.name_spans[stmt.name], "first defined here")]
+                        if stmt.name in scope.name_spans else ())
+            return
+        if isinstance(stmt.value, ast.Chain) and stmt.value.output_span is not None:
+            self._error(codes.SYNTAX, "a bound value cannot end in `-> output`", stmt.value.output_span,
+                        help=f"write `output {stmt.name}` on its own line")
+        scope.name_spans[stmt.name] = stmt.name_span
+        try:
+            value = self._expr(stmt.value, scope.child(join(scope.prefix, stmt.name)), top=True)
+        except Abort:
+            value = POISON
+        scope.names[stmt.name] = value
+        if isinstance(value, Tensor):
+            scope.tensor_bindings[stmt.name] = stmt.name_span
+
+    # == expressions ===================================================================
+    def _expr(self, node: ast.Expr, scope: Scope, top: bool = False) -> Any:
+        method = getattr(self, "_e_" + type(node).__name__)
+        return method(node, scope)
+
+    def _e_Number(self, node: ast.Number, scope):
+        return node.value
+
+    def _e_String(self, node: ast.String, scope):
+        return node.value
+
+    def _e_Bool(self, node: ast.Bool, scope):
+        return node.value
+
+    def _e_Name(self, node: ast.Name, scope):
+        return self._lookup(node.id, node.span, scope)
+
+    def _lookup(self, name: str, span: Span, scope: Scope, symbol_ok: bool = False) -> Any:
+        if name in scope.names:
+            scope.used.add(name)
+            return scope.names[name]
+        if symbol_ok:
+            return Symbol(name)
+        candidates = list(scope.names)
+        hint = did_you_mean(name, candidates)
+        if name in REGISTRY or name in self.loaded.definitions:
+            hint = f"`{name}` is a layer: apply it with `->`, e.g. `x -> {name}`"
+        self._error(codes.UNKNOWN_NAME, f"unknown name `{name}`", span, "not defined here",
+                    notes=[f"defined here: {', '.join(candidates)}"] if candidates else (), help=hint)
+        raise Abort
+
+    def _e_Tuple(self, node: ast.Tuple, scope):
+        values = tuple(self._expr(item, scope) for item in node.items)
+        return POISON if any(v is POISON for v in values) else values
+
+    def _e_Attribute(self, node: ast.Attribute, scope):
+        obj = self._expr(node.obj, scope)
+        if obj is POISON:
+            return POISON
+        if not isinstance(obj, Tensor):
+            self._error(codes.BAD_EXPR, f"`.{node.attr}` needs a tensor, got {self._show(obj)}", node.span)
+            raise Abort
+        facts = {"channels": obj.type.shape[0] if obj.type.shape else 1, "shape": obj.type.shape,
+                 "rank": obj.type.rank, "numel": obj.type.numel}
+        if node.attr not in facts:
+            self._error(codes.BAD_EXPR, f"a tensor has no fact `{node.attr}`", node.attr_span,
+                        notes=[f"facts: {', '.join(TENSOR_FACTS)}"], help=did_you_mean(node.attr, facts))
+            raise Abort
+        return facts[node.attr]
+
+    def _e_Index(self, node: ast.Index, scope):
+        obj, index = self._expr(node.obj, scope), self._expr(node.index, scope)
+        if POISON in (obj, index):
+            return POISON
+        if not isinstance(obj, tuple) or not isinstance(index, int) or isinstance(index, bool):
+            self._error(codes.BAD_EXPR, f"cannot index {self._show(obj)} with {self._show(index)}", node.span)
+            raise Abort
+        if not -len(obj) <= index < len(obj):
+            self._error(codes.BAD_EXPR, f"index {index} is out of range for {self._show(obj)}",
+                        node.index.span, f"valid: 0 to {len(obj) - 1}",
+                        notes=["shapes exclude the batch dimension: x.shape[0] is the channels"])
+            raise Abort
+        return obj[index]
+
+    def _e_Unary(self, node: ast.Unary, scope):
+        value = self._expr(node.operand, scope)
+        if value is POISON:
+            return POISON
+        if node.op == "not":
+            return not self._bool(value, node.operand.span)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self._error(codes.BAD_EXPR, f"cannot negate {self._show(value)}", node.span)
+            raise Abort
+        return -value
+
+    def _e_If(self, node: ast.If, scope):
+        cond = self._expr(node.cond, scope)
+        if cond is POISON:
+            return POISON
+        branch = node.then if self._bool(cond, node.cond.span) else node.orelse
+        return self._expr(branch, scope)
+
+    def _e_BinOp(self, node: ast.BinOp, scope):
+        if node.op in ("and", "or"):
+            left = self._expr(node.left, scope)
+            if left is POISON:
+                return POISON
+            if self._bool(left, node.left.span) == (node.op == "or"):
+                return node.op == "or"
+            right = self._expr(node.right, scope)
+            return POISON if right is POISON else self._bool(right, node.right.span)
+        left, right = self._expr(node.left, scope), self._expr(node.right, scope)
+        if left is POISON or right is POISON:
+            return POISON
+        if isinstance(left, Tensor) or isinstance(right, Tensor):
+            if node.op == "+" and isinstance(left, Tensor) and isinstance(right, Tensor):
+                return self._apply(REGISTRY["add"], node, [left, right], [node.left, node.right], {}, {},
+                                   None, None, scope)
+            self._error(codes.BAD_EXPR, f"cannot apply `{node.op}` to {self._show(left)} and {self._show(right)}",
+                        node.op_span, help="tensors support `+` (a residual sum) between two tensors")
+            raise Abort
+        return self._arith(node, left, right)
+
+    def _arith(self, node: ast.BinOp, left: Any, right: Any) -> Any:
+        op = node.op
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (left, right))
+        if op in ("==", "!="):
+            return (left == right) == (op == "==")
+        if not numbers:
+            self._error(codes.BAD_EXPR, f"cannot apply `{op}` to {self._show(left)} and {self._show(right)}",
+                        node.op_span)
+            raise Abort
+        try:
+            if op == "+":
+                return left + right
+            if op == "-":
+                return left - right
+            if op == "*":
+                return left * right
+            if op == "/":
+                exact = isinstance(left, int) and isinstance(right, int) and right and left % right == 0
+                return left // right if exact else left / right
+            if op == "//":
+                return left // right
+            if op == "%":
+                return left % right
+            if op == "**":
+                if isinstance(right, int) and right > 256 or abs(left) > 1 and right > 4096:
+                    raise OverflowError
+                return left**right
+            return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[op]
+        except ZeroDivisionError:
+            self._error(codes.BAD_EXPR, "division by zero", node.right.span, "this is 0")
+        except OverflowError:
+            self._error(codes.BAD_EXPR, "number too large", node.span)
+        raise Abort
+
+    def _e_Call(self, node: ast.Call, scope):
+        """A call outside a chain step: a builtin, or a multi-input layer such as `concat(a, b)`."""
+        if node.func in BUILTINS:
+            args = [self._expr(a.value, scope) for a in node.args]
+            if POISON in args:
+                return POISON
+            try:
+                return BUILTINS[node.func](*args)
+            except (TypeError, ValueError) as exc:
+                self._error(codes.BAD_EXPR, f"`{node.func}`: {exc}", node.span)
+                raise Abort from None
+        op = REGISTRY.get(node.func)
+        if op is not None and op.arity is None:
+            return self._layer(node, None, None, None, scope)
+        if op is not None or node.func in self.loaded.definitions:
+            self._error(codes.BAD_EXPR, f"`{node.func}` needs an input", node.span, "no input",
+                        help=f"apply it with `->`, e.g. `x -> {node.func}(...)`")
+            raise Abort
+        self._unknown_layer(node.func, node.func_span, scope)
+
+    def _e_Chain(self, node: ast.Chain, scope):
+        value = self._expr(node.head, scope)
+        for layer in node.layers:
+            if value is POISON:
+                return POISON
+            if not isinstance(value, Tensor):
+                self._error(codes.BAD_EXPR, f"only a tensor can flow into a layer, got {self._show(value)}",
+                            node.head.span, help="a chain starts with an input or a bound tensor value")
+                raise Abort
+            value = self._step(layer, value, scope)
+        return value
+
+    # == layers ========================================================================
+    def _step(self, step: ast.Layer, x: Tensor, scope: Scope) -> Any:
+        layer, label = step.layer, step.label
+        if isinstance(layer, ast.BinOp) and layer.op == "*" and isinstance(layer.left, (ast.Call, ast.Name)):
+            count = self._expr(layer.right, scope)
+            if count is POISON:
+                return POISON
+            if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_REPEAT:
+                self._error(codes.BAD_ARG, f"a repeat count must be an integer from 1 to {MAX_REPEAT}, "
+                            f"got {self._show(count)}", layer.right.span)
+                raise Abort
+            inner = scope.child(join(scope.prefix, label)) if label else scope
+            if label:
+                self._claim(inner.prefix, step.label_span)
+            value: Any = x
+            for _ in range(count):
+                if value is POISON:
+                    return POISON
+                value = self._layer(layer.left, value, None, None, inner)
+            return value
+        if isinstance(layer, (ast.Call, ast.Name)):
+            return self._layer(layer, x, label, step.label_span, scope)
+        self._error(codes.NOT_A_LAYER, "expected a layer after `->`", layer.span, "not a layer",
+                    help="a step is an op (`relu`, `conv(6, 5)`), a block, or `Block(...) * n`")
+        raise Abort
+
+    def _layer(self, node: ast.Call | ast.Name, x: Tensor | None, label, label_span, scope) -> Any:
+        name = node.func if isinstance(node, ast.Call) else node.id
+        name_span = node.func_span if isinstance(node, ast.Call) else node.span
+        args = node.args if isinstance(node, ast.Call) else ()
+        op = REGISTRY.get(name)
+        definition = self.loaded.definitions.get(name)
+        if op is None and (definition is None or definition.kind == "model" and False):
+            self._unknown_layer(name, name_span, scope)
+        positional, keywords = [], {}
+        keyword_spans: dict[str, Span] = {}
+        tensor_args: list[Tensor] = []
+        tensor_nodes: list[ast.Expr] = []
+        poisoned = False
+        takes_tensors = op is not None and op.arity is None
+        for arg in args:
+            value = self._arg_value(arg.value, scope, symbols=op is not None)
+            if value is POISON:
+                poisoned = True
+                continue
+            if arg.name is None and takes_tensors and isinstance(value, Tensor):
+                tensor_args.append(value)
+                tensor_nodes.append(arg.value)
+            elif arg.name is None:
+                positional.append((value, arg))
+            else:
+                if arg.name in keywords:
+                    self._error(codes.DUPLICATE, f"argument `{arg.name}` given twice", arg.span)
+                    poisoned = True
+                keywords[arg.name] = (value, arg)
+                keyword_spans[arg.name] = arg.span
+        if poisoned:
+            return POISON
+        if op is not None:
+            inputs = ([x] if x is not None else []) + tensor_args
+            operand_nodes = ([None] if x is not None else []) + tensor_nodes
+            return self._apply(op, node, inputs, operand_nodes, positional, keywords, label, label_span, scope)
+        assert definition is not None
+        if definition.kind != "block":
+            self._error(codes.UNKNOWN_OP, f"`{name}` is a model, not a block", name_span,
+                        help="a model cannot be used as a layer; turn the reusable part into a `block`")
+            raise Abort
+        return self._block(definition, node, x, positional, keywords, keyword_spans, label, label_span, scope)
+
+    def _arg_value(self, expr: ast.Expr, scope: Scope, symbols: bool) -> Any:
+        """Arguments may name options (`padding=same`): an undefined bare name is a Symbol."""
+        if isinstance(expr, ast.Name) and symbols and expr.id not in scope.names:
+            return Symbol(expr.id)
+        if isinstance(expr, ast.Tuple) and symbols:
+            items = tuple(self._arg_value(i, scope, symbols) for i in expr.items)
+            return POISON if POISON in items else items
+        try:
+            return self._expr(expr, scope)
+        except Abort:
+            return POISON
+
+    def _unknown_layer(self, name: str, span: Span, scope: Scope) -> None:
+        blocks = [d.name for d in self.loaded.definitions.values() if d.kind == "block"]
+        hint = did_you_mean(name, list(REGISTRY) + blocks)
+        if hint is None and name in scope.names:
+            hint = f"`{name}` is a value; values start chains, layers follow `->`"
+        self._error(codes.UNKNOWN_OP, f"unknown layer `{name}`", span, "no op or block of this name",
+                    help=hint)
+        raise Abort
+
+    def _apply(self, op: type[Op], node, inputs: Sequence[Tensor], operand_nodes, positional, keywords,
+               label, label_span, scope) -> Any:
+        call_span = node.span
+        keyword_list = list(keywords.values()) if isinstance(keywords, dict) else []
+        values, spans, diags = bind_op_args(op, call_span, positional, keyword_list)
+        if "rounding" in op.model_fields and "rounding" not in values and scope.rounding != "exact":
+            values["rounding"] = scope.rounding
+        for key, value in values.items():
+            if isinstance(value, Tensor):
+                diags.append(error(codes.BAD_ARG, f"`{key}` of `{op.kind}` must be a number, not a tensor",
+                                   spans[key]))
+        if diags:
+            self.diags.extend(diags)
+            raise Abort
+        plain = {k: str(v) if isinstance(v, Symbol) else v for k, v in values.items()}
+        try:
+            layer = op.model_validate(plain)
+        except ValidationError as exc:
+            self.diags.extend(validation_diagnostics(op, exc, values, spans, call_span))
+            raise Abort from None
+        arity = op.arity
+        if arity is not None and len(inputs) != arity or arity is None and len(inputs) < 2:
+            wanted = "two or more inputs" if arity is None else f"{arity} input"
+            self._error(codes.BAD_ARG, f"`{op.kind}` takes {wanted}, got {len(inputs)}", call_span)
+            raise Abort
+        types = [t.type for t in inputs]
+        try:
+            output = layer.infer(types)
+            params = layer.param_shapes(types)
+            buffers = layer.buffer_shapes(types)
+            macs = layer.macs(types, output)
+            step = layer.receptive_step(types)
+        except ShapeError as exc:
+            self._shape_error(op, exc, node, inputs, operand_nodes, spans)
+            raise Abort from None
+        name = self._node_name(scope.prefix, op.kind, label, label_span)
+        rf = receptive_field([t.rf for t in inputs], step) if output.rank >= 2 else None
+        ir_node = Node(name=name, op=op.kind, attrs=layer.attrs(), inputs=tuple(t.ref for t in inputs),
+                       output=output, params=params, buffers=buffers, macs=macs, receptive_field=rf,
+                       span=call_span)
+        self._limits(ir_node)
+        self.nodes.append(ir_node)
+        return Tensor(name, output, rf, call_span)
+
+    def _shape_error(self, op, exc: ShapeError, node, inputs, operand_nodes, spans) -> None:
+        shapes = ", ".join(str(t.type) for t in inputs)
+        label = f"input{'s' if len(inputs) > 1 else ''} {shapes}"
+        span = spans.get(exc.arg, node.span) if exc.arg else node.span
+        secondary = []
+        if exc.operand is not None and len(operand_nodes) > exc.operand and operand_nodes[exc.operand] is not None:
+            first = operand_nodes[0]
+            span = operand_nodes[exc.operand].span
+            label = str(inputs[exc.operand].type)
+            if first is not None:
+                secondary.append((first.span, str(inputs[0].type)))
+        elif exc.arg and exc.arg in spans:
+            secondary = [(node.span, label)] if node.span != span else []
+            label = f"for input {shapes}"
+        self.diags.append(error(exc.code, exc.message, span, label, notes=exc.notes, help=exc.help,
+                                secondary=secondary))
+
+    def _node_name(self, prefix: str, kind: str, label: str | None, label_span: Span | None) -> str:
+        if label:
+            name = join(prefix, label)
+            self._claim(name, label_span)
+            return name
+        while True:
+            key = (prefix, kind)
+            self.counters[key] = self.counters.get(key, 0) + 1
+            name = join(prefix, f"{kind}_{self.counters[key]}")
+            if name not in self.node_names:
+                self.node_names.add(name)
+                return name
+
+    def _claim(self, name: str, span: Span | None) -> None:
+        if name in self.node_names:
+            self._error(codes.DUPLICATE, f"the name `{name}` is already used by another layer", span,
+                        help="labels must be unique within a model or block")
+            raise Abort
+        self.node_names.add(name)
+
+    def _limits(self, node: Node) -> None:
+        if node.param_count > self.max_params:
+            self._error(codes.LIMIT, f"`{node.name}` has {node.param_count:,} parameters", node.span,
+                        f"output {node.output}",
+                        notes=[f"limit: {self.max_params:,} parameters per model"],
+                        help="check the sizes; raise the limit with `--max-params` if this is meant")
+            raise Abort
+        if node.output.numel > MAX_ELEMENTS:
+            self._error(codes.LIMIT, f"`{node.name}` outputs {node.output.numel:,} elements per sample",
+                        node.span, f"output {node.output}", notes=[f"limit: {MAX_ELEMENTS:,} elements per tensor"])
+            raise Abort
+
+    def _check_total(self, definition: ast.Definition, scope: Scope) -> None:
+        total = sum(n.param_count for n in self.nodes)
+        if total > self.max_params and not any(d.code == codes.LIMIT for d in self.diags):
+            self._error(codes.LIMIT, f"model `{definition.name}` has {total:,} parameters",
+                        definition.name_span, notes=[f"limit: {self.max_params:,}"],
+                        help="raise the limit with `--max-params` if this is meant")
+
+    # == blocks =========================================================================
+    def _block(self, definition, node, x, positional, keywords, keyword_spans, label, label_span, scope):
+        if definition.name in self.block_stack:
+            cycle = " -> ".join(self.block_stack[self.block_stack.index(definition.name):] + [definition.name])
+            self._error(codes.RECURSION, f"block `{definition.name}` uses itself", node.span,
+                        notes=[cycle], help="use repetition, `Block(...) * n`, instead of recursion")
+            raise Abort
+        inputs = [s for s in definition.body if isinstance(s, ast.InputDecl)]
+        if len(inputs) != 1:
+            self._error(codes.BAD_INPUT, f"block `{definition.name}` must declare exactly one `input`, "
+                        f"found {len(inputs)}", definition.name_span,
+                        help="the input receives the value piped into the block; pass more tensors as "
+                        "parameters of type `tensor`")
+            raise Abort
+        if x is None:
+            self._error(codes.BAD_EXPR, f"block `{definition.name}` needs an input", node.span,
+                        help=f"apply it with `->`, e.g. `x -> {definition.name}(...)`")
+            raise Abort
+        name = join(scope.prefix, label) if label else self._node_name(scope.prefix, snake(definition.name),
+                                                                        None, None)
+        if label:
+            self._claim(name, label_span)
+        inner = Scope(definition, name, {}, {}, scope.rounding, len(self.nodes))
+        ok = self._bind_params(definition, [(v, a.span) for v, a in positional],
+                               {k: v for k, (v, _) in keywords.items()}, node.span, inner,
+                               keyword_spans=keyword_spans)
+        if not ok:
+            raise Abort
+        (decl,) = inputs
+        inner.names[decl.name] = x
+        inner.name_spans[decl.name] = decl.span
+        self.block_stack.append(definition.name)
+        try:
+            outputs = self._body(definition, inner)
+        finally:
+            self.block_stack.pop()
+        if len(outputs) != 1:
+            if outputs:
+                self._error(codes.BAD_EXPR, f"block `{definition.name}` has {len(outputs)} outputs; "
+                            "a block used as a layer has one", definition.name_span)
+            return POISON
+        return outputs[0][1]
+
+    # == assertions =========================================================================
+    def _assert(self, stmt: ast.Assert, scope: Scope) -> None:
+        nodes = self.nodes[scope.first_node:]
+        fields = [n.receptive_field.size for n in nodes if n.receptive_field is not None]
+        budget = {
+            "params": sum(n.param_count for n in nodes),
+            "trainable_params": sum(n.param_count for n in nodes),
+            "buffers": sum(n.buffer_count for n in nodes),
+            "macs": sum(n.macs for n in nodes),
+            "memory": sum(n.output.numel * BYTES[n.output.dtype] for n in nodes),
+            "receptive_field": max(fields) if fields else None,
+        }
+        names = dict(scope.names)
+        for key, value in budget.items():
+            names.setdefault(key, value)
+        if budget["receptive_field"] is None and _mentions(stmt.expr, "receptive_field"):
+            self._error(codes.BAD_ASSERT, "`receptive_field` needs a model with spatial axes", stmt.span)
+            return
+        check_scope = Scope(scope.definition, scope.prefix, names, scope.name_spans, scope.rounding,
+                            scope.first_node, scope.used)
+        try:
+            result = self._expr(stmt.expr, check_scope)
+        except Abort:
+            return
+        if result is POISON:
+            return
+        if not isinstance(result, bool):
+            self._error(codes.BAD_ASSERT, f"an assertion must be true or false, got {self._show(result)}",
+                        stmt.expr.span)
+            return
+        if result or id(stmt) in self.reported_asserts:
+            return
+        self.reported_asserts.add(id(stmt))
+        notes = []
+        for name in BUDGET_NAMES:
+            if _mentions(stmt.expr, name):
+                notes.append(f"{name} = {budget[name]:,}")
+        if isinstance(stmt.expr, ast.BinOp) and isinstance(stmt.expr.right, ast.Number):
+            notes.append(f"{stmt.expr.right.text} = {stmt.expr.right.value:,}")
+        if scope.prefix:
+            notes.append(f"in `{scope.prefix}`")
+        source = self.loaded.sources.get(stmt.span.file)
+        text = source.text[stmt.expr.span.start:stmt.expr.span.end] if source else "assertion"
+        self._error(codes.ASSERTION, f"assertion failed: {text}", stmt.expr.span, "is false",
+                    notes=notes)
+
+    # == helpers ===========================================================================
+    def _bool(self, value: Any, span: Span) -> bool:
+        if not isinstance(value, bool):
+            self._error(codes.BAD_EXPR, f"expected true or false, got {self._show(value)}", span)
+            raise Abort
+        return value
+
+    def _show(self, value: Any) -> str:
+        if isinstance(value, Tensor):
+            return f"a tensor {value.type}"
+        if value is None:
+            return "nothing"
+        return describe(value)
+
+    def _error(self, code: str, message: str, span: Span | None, label: str = "", **kw) -> None:
+        self.diags.append(error(code, message, span, label, **kw))
+
+
+def _mentions(expr: Any, name: str) -> bool:
+    if isinstance(expr, ast.Name):
+        return expr.id == name
+    if isinstance(expr, ast.Node):
+        return any(_mentions(getattr(expr, f), name) for f in expr.__dataclass_fields__ if f != "span")
+    if isinstance(expr, tuple):
+        return any(_mentions(e, name) for e in expr)
+    return False
+
+
+def elaborate(loaded: Loaded, model: str, args: dict[str, Any] | None = None, *,
+              max_params: int = DEFAULT_MAX_PARAMS) -> tuple[Graph, list[Diagnostic]]:
+    """Elaborate one model; return its graph and the warnings, or raise DiagnosticError."""
+    elaborator = Elaborator(loaded, max_params=max_params)
+    graph = elaborator.model(model, args)
+    return graph, elaborator.warnings
+
+
+_ = math  # formulas in docstrings reference math; keep the import explicit for ops using it

@@ -1,0 +1,198 @@
+"""Activations: the elementwise table, prelu, softmax / log_softmax over an axis, maxout.
+
+MACs convention: MACs count the multiply-adds of linear maps (linear, conv, recurrent) and of
+normalisations only; every activation here, prelu included, counts 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from .. import codes
+from ..ir import TensorType
+from .arith import check_divisible
+from .base import Op, ShapeError, register
+
+_CONTRACT = "\n\n    Shape: [*] -> [*], unchanged.\n    Params: none.\n    MACs: 0 (not counted).\n"
+
+
+class _Elementwise(Op):
+    """An elementwise activation y = f(x): the shape is kept, nothing is learned."""
+
+    family: ClassVar[str] = "activation"
+
+    def infer(self, inputs: Sequence[TensorType]) -> TensorType:
+        (x,) = inputs
+        return x
+
+
+def _row(cls: type[_Elementwise]) -> type[_Elementwise]:
+    """Register one row of the table; its docstring gives the formula, the contract is shared."""
+    cls.__doc__ = (cls.__doc__ or "").rstrip() + _CONTRACT
+    register(cls)
+    return cls
+
+
+# -- the table: one row per activation ---------------------------------------------------------
+@_row
+class ReLU(_Elementwise):
+    """relu(x) = max(0, x)"""
+
+    kind: ClassVar[str] = "relu"
+
+
+@_row
+class Sigmoid(_Elementwise):
+    """sigmoid(x) = σ(x) = 1 / (1 + e^(-x)); σ'(x) = σ(x)·(1 - σ(x))"""
+
+    kind: ClassVar[str] = "sigmoid"
+
+
+@_row
+class Tanh(_Elementwise):
+    """tanh(x) = (e^x - e^(-x)) / (e^x + e^(-x)) = 2σ(2x) - 1; tanh'(x) = 1 - tanh²(x)"""
+
+    kind: ClassVar[str] = "tanh"
+
+
+@_row
+class GELU(_Elementwise):
+    """gelu(x) = x·Φ(x) = x/2·(1 + erf(x/√2)), Φ the standard normal CDF;
+    approximate=tanh: x/2·(1 + tanh(√(2/π)·(x + 0.044715·x³)))"""
+
+    kind: ClassVar[str] = "gelu"
+    approximate: Literal["none", "tanh"] = "none"
+
+
+@_row
+class ELU(_Elementwise):
+    """elu(x) = x if x > 0 else alpha·(e^x - 1)"""
+
+    kind: ClassVar[str] = "elu"
+    positional: ClassVar[tuple[str, ...]] = ("alpha",)
+    alpha: float = 1.0
+
+
+@_row
+class LeakyReLU(_Elementwise):
+    """leaky_relu(x) = x if x > 0 else alpha·x"""
+
+    kind: ClassVar[str] = "leaky_relu"
+    positional: ClassVar[tuple[str, ...]] = ("alpha",)
+    alpha: float = Field(default=0.01, ge=0)
+
+
+# -- activations with more to say ---------------------------------------------------------------
+@register
+class PReLU(_Elementwise):
+    """Parametric ReLU (He et al. 2015): leaky_relu with a learned slope a.
+
+    prelu(x) = max(0, x) + a·min(0, x), with one a, or one a_c per channel (axis 0).
+
+    Shape: [*] -> [*], unchanged; per_channel needs a channel axis ([C, ...]).
+    Params: weight [1], or [C] when per_channel (torch initialises a = 0.25).
+    MACs: 0 (activations are not counted).
+    """
+
+    kind: ClassVar[str] = "prelu"
+    per_channel: bool = False
+
+    def infer(self, inputs: Sequence[TensorType]) -> TensorType:
+        (x,) = inputs
+        if self.per_channel and x.rank < 1:
+            raise ShapeError(
+                codes.RANK,
+                "prelu with per_channel needs an input with a channel axis, got rank 0",
+                help="use per_channel=false for one shared slope",
+                arg="per_channel",
+            )
+        return x
+
+    def param_shapes(self, inputs: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
+        return {"weight": (inputs[0].shape[0] if self.per_channel else 1,)}
+
+
+class _OverAxis(_Elementwise):
+    """Shared by softmax and log_softmax: one axis of the per-sample shape, negative allowed."""
+
+    positional: ClassVar[tuple[str, ...]] = ("axis",)
+    axis: int = 0
+
+    def resolved_axis(self, x: TensorType) -> int:
+        """The axis in [0, rank) of the per-sample shape; the batched tensor's is this + 1."""
+        if not -x.rank <= self.axis < x.rank:
+            raise ShapeError(
+                codes.BAD_ARG,
+                f"{self.kind} axis {self.axis} is out of range for {x} of rank {x.rank}",
+                notes=[f"axis must lie in [-{x.rank}, {x.rank}) (the batch axis is not counted)"],
+                help=f"use axis=0 for channels/classes, or axis=-1 for the last of {x}",
+                arg="axis",
+            )
+        return self.axis % x.rank
+
+    def infer(self, inputs: Sequence[TensorType]) -> TensorType:
+        (x,) = inputs
+        self.resolved_axis(x)
+        return x
+
+
+@register
+class Softmax(_OverAxis):
+    """softmax(x)_i = e^(x_i - m) / Σ_j e^(x_j - m), m = max_j x_j, over `axis`.
+
+    Subtracting the max changes nothing mathematically and keeps e^x from overflowing
+    (the numerically stable form). axis counts the per-sample axes: 0 = channels/classes;
+    for [T, classes] give axis=-1.
+
+    Shape: [*] -> [*], unchanged; each slice along `axis` sums to 1.
+    Params: none.
+    MACs: 0 (activations are not counted).
+    """
+
+    kind: ClassVar[str] = "softmax"
+
+
+@register
+class LogSoftmax(_OverAxis):
+    """log_softmax(x)_i = x_i - m - log Σ_j e^(x_j - m), m = max_j x_j, over `axis`.
+
+    The stable form of log(softmax(x)): never takes the log of an underflowed 0. Pairs with
+    a negative log-likelihood loss (cross_entropy = log_softmax + nll).
+
+    Shape: [*] -> [*], unchanged.
+    Params: none.
+    MACs: 0 (activations are not counted).
+    """
+
+    kind: ClassVar[str] = "log_softmax"
+
+
+@register
+class Maxout(Op):
+    """Maxout (Goodfellow et al. 2013): the max over groups of k consecutive channels.
+
+    y[j, ...] = max_{0 <= i < k} x[j·k + i, ...]
+
+    Shape: [C, *] -> [C / k, *]; C divisible by k (after linear(k·n): [k·n] -> [n]).
+    Params: none (the pieces come from the layer before).
+    MACs: 0 (activations are not counted).
+    """
+
+    kind: ClassVar[str] = "maxout"
+    family: ClassVar[str] = "activation"
+    positional: ClassVar[tuple[str, ...]] = ("k",)
+    k: int = Field(gt=0)
+
+    def infer(self, inputs: Sequence[TensorType]) -> TensorType:
+        (x,) = inputs
+        if x.rank < 1:
+            raise ShapeError(
+                codes.RANK,
+                "maxout expects an input of rank at least 1 ([C, ...]), got rank 0",
+                help="maxout groups channels (axis 0); the input has none",
+            )
+        check_divisible(x.shape[0], self.k, "channels", "k", arg="k")
+        return TensorType(shape=(x.shape[0] // self.k, *x.shape[1:]), dtype=x.dtype)

@@ -1,0 +1,119 @@
+"""Dense layers on the last axis: linear (fully connected) and embedding (a table lookup).
+
+MACs convention (all families): MACs count the multiply-adds of linear maps (linear, conv,
+recurrent) and of normalisations; activations, dropout and lookups count 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import ClassVar
+
+from pydantic import Field
+
+from .. import codes
+from ..ir import TensorType
+from .base import Op, ShapeError, register
+
+
+def expect_float(x: TensorType, what: str) -> None:
+    """Ops with weights multiply floats: integer token ids need an `embedding` first."""
+    if x.dtype != "float32":
+        raise ShapeError(
+            codes.DTYPE,
+            f"{what} expects a float input, got {x}",
+            notes=[f"input {x} has dtype {x.dtype}"],
+            help="integer ids go through `embedding(num, dim)` first; or declare the input "
+            "as floats",
+        )
+
+
+@register
+class Linear(Op):
+    """Fully connected layer on the last axis (torch.nn.Linear).
+
+    y = x·Wᵀ + b, i.e. y[..., o] = b[o] + Σ_i W[o, i] · x[..., i]
+
+    Shape: [F] -> [out]; [*, F] -> [*, out] (leading axes are kept, each row mapped alone).
+    Params: weight [out, F], bias [out] (when bias): (F + 1)·out.
+    MACs: F · out · (product of the leading axes).
+    """
+
+    kind: ClassVar[str] = "linear"
+    family: ClassVar[str] = "linear"
+    positional: ClassVar[tuple[str, ...]] = ("features",)
+
+    features: int = Field(gt=0)
+    bias: bool = True
+
+    def infer(self, inputs: Sequence[TensorType]) -> TensorType:
+        (x,) = inputs
+        if x.rank < 1:
+            raise ShapeError(
+                codes.RANK,
+                f"linear expects an input of rank at least 1 ([F] or [*, F]), got rank {x.rank}",
+                help="the batch dimension is implicit; use `reshape` to give the input a "
+                "feature axis",
+            )
+        expect_float(x, self.kind)
+        return TensorType(shape=(*x.shape[:-1], self.features))
+
+    def param_shapes(self, inputs: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
+        (x,) = inputs
+        shapes: dict[str, tuple[int, ...]] = {"weight": (self.features, x.shape[-1])}
+        if self.bias:
+            shapes["bias"] = (self.features,)
+        return shapes
+
+    def macs(self, inputs: Sequence[TensorType], output: TensorType) -> int:
+        (x,) = inputs
+        return x.shape[-1] * self.features * math.prod(x.shape[:-1])
+
+
+@register
+class Embedding(Op):
+    """Lookup table of learned vectors, one row per token id (torch.nn.Embedding).
+
+    y[..., :] = W[x[...], :]; ids must lie in [0, num) (checked when data arrives).
+    With `padding_idx` p, row W[p] starts at zero and receives no gradient.
+
+    Shape: int[*] -> [*, dim], e.g. int[T] -> [T, dim]; the input must be int64 ids.
+    Params: weight [num, dim]: num·dim.
+    MACs: 0 (a lookup copies rows; nothing is multiplied).
+    """
+
+    kind: ClassVar[str] = "embedding"
+    family: ClassVar[str] = "linear"
+    positional: ClassVar[tuple[str, ...]] = ("num", "dim")
+
+    num: int = Field(gt=0)
+    dim: int = Field(gt=0)
+    padding_idx: int | None = None
+
+    def infer(self, inputs: Sequence[TensorType]) -> TensorType:
+        (x,) = inputs
+        if x.dtype != "int64":
+            raise ShapeError(
+                codes.DTYPE,
+                f"embedding expects integer ids, got {x}",
+                notes=[
+                    f"input {x} has dtype {x.dtype}; embedding reads rows W[id] of [{self.num}, "
+                    f"{self.dim}]"
+                ],
+                help="declare the input as ids, e.g. `input x: int[...]`; for float features "
+                "use `linear`",
+            )
+        p = self.padding_idx
+        if p is not None and not -self.num <= p < self.num:
+            raise ShapeError(
+                codes.BAD_ARG,
+                f"padding_idx ({p}) is outside the table of {self.num} rows",
+                notes=[f"padding_idx must lie in [-{self.num}, {self.num})"],
+                help=f"use an id below {self.num}, e.g. padding_idx=0",
+                arg="padding_idx",
+            )
+        return TensorType(shape=(*x.shape, self.dim))
+
+    def param_shapes(self, inputs: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
+        return {"weight": (self.num, self.dim)}

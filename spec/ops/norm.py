@@ -1,0 +1,159 @@
+"""Normalisations: batchnorm, layernorm, instancenorm, groupnorm.
+
+Each computes x̂ = (x - μ) / √(σ² + ε) over its own set of elements (σ² biased, divisor n),
+then y = γ·x̂ + β when `affine`. They differ only in which elements share μ and σ².
+
+MACs convention (the same for all four): one multiply-add per element, numel in total, with
+γ, β and the statistics folded into y = s·x + t; computing μ and σ² is not counted, and an
+`affine` layer costs the same as a plain one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, ClassVar
+
+from pydantic import Field
+
+from .. import codes
+from ..ir import TensorType
+from .arith import check_divisible, expect_rank
+from .base import Op, ShapeError, register
+
+
+class _Norm(Op):
+    """Shared by normalisations: eps, affine γ/β per channel, numel MACs, shape kept."""
+
+    family: ClassVar[str] = "norm"
+    ranks: ClassVar[tuple[int, ...]] = (2, 3)
+    layouts: ClassVar[str] = "[C, L] or [C, H, W]"
+
+    eps: float = Field(default=1e-5, gt=0)
+    affine: bool = True
+
+    def infer(self, inputs: Sequence[TensorType]) -> TensorType:
+        (x,) = inputs
+        expect_rank(x.rank, self.ranks, self.kind, self.layouts)
+        return x
+
+    def param_shapes(self, inputs: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
+        c = inputs[0].shape[0]
+        return {"weight": (c,), "bias": (c,)} if self.affine else {}
+
+    def macs(self, inputs: Sequence[TensorType], output: TensorType) -> int:
+        return inputs[0].numel
+
+
+@register
+class BatchNorm(_Norm):
+    """Batch normalisation (Ioffe & Szegedy 2015); 1-d on [C] or [C, L], 2-d on [C, H, W].
+
+    train: μ_c, σ²_c = mean and biased variance of channel c over the batch and every
+    position (N·L or N·H·W values); y = γ_c·(x - μ_c) / √(σ²_c + ε) + β_c;
+    running ← (1 - momentum)·running + momentum·batch (running_var takes the unbiased σ²).
+    eval: μ_c, σ²_c = running_mean[c], running_var[c]: a fixed per-channel affine map.
+
+    Shape: [C] / [C, L] / [C, H, W], unchanged (the rank picks BatchNorm1d or BatchNorm2d).
+    Params: weight γ [C], bias β [C] (when affine): 2C.
+    Buffers: running_mean [C], running_var [C], num_batches_tracked [] (torch's state_dict).
+    MACs: numel (see the module docstring).
+    """
+
+    kind: ClassVar[str] = "batchnorm"
+    ranks: ClassVar[tuple[int, ...]] = (1, 2, 3)
+    layouts: ClassVar[str] = "[C], [C, L] or [C, H, W]"
+
+    momentum: float = Field(default=0.1, ge=0, le=1)
+
+    def buffer_shapes(self, inputs: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
+        c = inputs[0].shape[0]
+        return {"running_mean": (c,), "running_var": (c,), "num_batches_tracked": ()}
+
+
+@register
+class LayerNorm(_Norm):
+    """Layer normalisation (Ba et al. 2016): per sample, over its last `dims` axes.
+
+    μ, σ² = mean and biased variance of each sample over the last `dims` axes (all its
+    features when dims is omitted); y = γ ⊙ (x - μ) / √(σ² + ε) + β, the same in train
+    and eval (no running statistics).
+
+    Shape: [*] unchanged; normalised shape = the last `dims` axes of the input.
+    Params: weight γ, bias β (when affine), each of the normalised shape.
+    MACs: numel (see the module docstring).
+    """
+
+    kind: ClassVar[str] = "layernorm"
+    positional: ClassVar[tuple[str, ...]] = ("dims",)
+
+    dims: Annotated[int, Field(gt=0)] | None = None
+
+    def normalized_shape(self, x: TensorType) -> tuple[int, ...]:
+        """The trailing axes normalised together (torch's `normalized_shape`)."""
+        return x.shape if self.dims is None else x.shape[x.rank - self.dims :]
+
+    def infer(self, inputs: Sequence[TensorType]) -> TensorType:
+        (x,) = inputs
+        if x.rank < 1:
+            raise ShapeError(
+                codes.RANK,
+                f"layernorm expects an input of rank at least 1 ([F] or [*, F]), got rank {x.rank}",
+                help="the batch dimension is implicit; there are no features to normalise",
+            )
+        if self.dims is not None and self.dims > x.rank:
+            raise ShapeError(
+                codes.BAD_ARG,
+                f"layernorm over the last {self.dims} axes needs rank {self.dims} or more, "
+                f"got {x} of rank {x.rank}",
+                help=f"use dims between 1 and {x.rank}, or omit it to normalise all features",
+                arg="dims",
+            )
+        return x
+
+    def param_shapes(self, inputs: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
+        shape = self.normalized_shape(inputs[0])
+        return {"weight": shape, "bias": shape} if self.affine else {}
+
+
+@register
+class InstanceNorm(_Norm):
+    """Instance normalisation (Ulyanov et al. 2016): per sample and channel.
+
+    μ_nc, σ²_nc = mean and biased variance of channel c of sample n over its positions
+    (L or H·W values); y = γ_c·(x - μ_nc) / √(σ²_nc + ε) + β_c, the same in train and eval.
+
+    Shape: [C, L] or [C, H, W], unchanged.
+    Params: weight γ [C], bias β [C] when affine (default off, as torch); no buffers.
+    MACs: numel (see the module docstring).
+    """
+
+    kind: ClassVar[str] = "instancenorm"
+
+    affine: bool = False
+
+
+@register
+class GroupNorm(_Norm):
+    """Group normalisation (Wu & He 2018): per sample, over groups of C / G channels.
+
+    μ_ng, σ²_ng = mean and biased variance of sample n over the (C / G)·L or (C / G)·H·W
+    values of group g; y = γ_c·(x - μ_ng) / √(σ²_ng + ε) + β_c with γ, β per channel
+    (torch, and ONNX GroupNormalization from opset 21; opset 18 had them per group).
+    G = 1 is layernorm over all features with per-channel γ; G = C is instancenorm.
+
+    Shape: [C], [C, L] or [C, H, W], unchanged; C divisible by groups.
+    Params: weight γ [C], bias β [C] (when affine): 2C.
+    MACs: numel (see the module docstring).
+    """
+
+    kind: ClassVar[str] = "groupnorm"
+    positional: ClassVar[tuple[str, ...]] = ("groups",)
+    ranks: ClassVar[tuple[int, ...]] = (1, 2, 3)
+    layouts: ClassVar[str] = "[C], [C, L] or [C, H, W]"
+
+    groups: int = Field(gt=0)
+
+    def infer(self, inputs: Sequence[TensorType]) -> TensorType:
+        x = super().infer(inputs)
+        check_divisible(x.shape[0], self.groups, "channels", "groups", arg="groups")
+        return x

@@ -1,0 +1,214 @@
+"""Pooling: maxpool, avgpool (1-d or 2-d by input rank), global and adaptive pools."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import ClassVar, Literal
+
+from .. import codes
+from ..ir import TensorType
+from .arith import AXIS_NAMES, IntOrTuple, expect_rank, per_axis, window_output
+from .base import GLOBAL, Op, ShapeError, WindowStep, register
+
+Rounding = Literal["exact", "floor", "ceil"]
+_LAYOUT = {2: "[C, L]", 3: "[C, H, W]"}
+
+
+def _spatial(kind: str, x: TensorType) -> int:
+    expect_rank(x.rank, (2, 3), kind, " or ".join(_LAYOUT.values()))
+    return x.rank - 1
+
+
+class _Pool(Op):
+    """Shared by maxpool and avgpool: per-axis window arguments, PyTorch's padding rule."""
+
+    family: ClassVar[str] = "pool"
+    positional: ClassVar[tuple[str, ...]] = ("kernel",)
+
+    kernel: IntOrTuple
+    stride: IntOrTuple | None = None  # None: the kernel (non-overlapping windows)
+    padding: IntOrTuple = 0
+    rounding: Rounding = "exact"
+
+    def _dilation(self) -> IntOrTuple:
+        return 1
+
+    def _axes(self, x: TensorType):
+        n = _spatial(self.kind, x)
+        kernel = per_axis(self.kernel, n, "kernel")
+        stride = kernel if self.stride is None else per_axis(self.stride, n, "stride")
+        dilation = per_axis(self._dilation(), n, "dilation")
+        padding = per_axis(self.padding, n, "padding")
+        for arg, values in (("kernel", kernel), ("stride", stride), ("dilation", dilation)):
+            if min(values) < 1:
+                raise ShapeError(codes.BAD_ARG, f"`{arg}` must be positive, got {values}", arg=arg)
+        if min(padding) < 0:
+            raise ShapeError(
+                codes.BAD_ARG, f"`padding` must not be negative, got {padding}", arg="padding"
+            )
+        for p, k in zip(padding, kernel, strict=True):
+            if p > k // 2:
+                raise ShapeError(
+                    codes.BAD_ARG,
+                    f"{self.kind} padding ({p}) is more than half the kernel ({k})",
+                    notes=[f"P <= k / 2: {p} > {k} / 2 = {k / 2:g}"],
+                    help=f"use padding of at most {k // 2}, or pad the input with `pad` first",
+                    arg="padding",
+                )
+        return n, kernel, stride, dilation, padding
+
+    def infer(self, inputs: Sequence[TensorType]) -> TensorType:
+        (x,) = inputs
+        n, kernel, stride, dilation, padding = self._axes(x)
+        sizes = tuple(
+            window_output(
+                size, k, s, (p, p), dilation=d, rounding=self.rounding, what=self.kind, axis=axis
+            )
+            for size, k, s, p, d, axis in zip(
+                x.shape[1:], kernel, stride, padding, dilation, AXIS_NAMES[n], strict=True
+            )
+        )
+        return TensorType(shape=(x.shape[0], *sizes))
+
+    def receptive_step(self, inputs: Sequence[TensorType]) -> WindowStep:
+        _, kernel, stride, dilation, _ = self._axes(inputs[0])
+        window = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation, strict=True))
+        return WindowStep(window=window, stride=stride)
+
+
+@register
+class MaxPool(_Pool):
+    """Max pooling over 1 or 2 spatial axes.
+
+    out[c, i, j] = max_{u,v} x[c, S·i + d·u - P, S·j + d·v - P]
+
+    Shape: [C, H, W] -> [C, H', W'] with H' = (H + 2P - F) / S + 1, F = d(k - 1) + 1,
+    S = kernel unless given, P <= k / 2; `rounding` floor or ceil (PyTorch's ceil_mode: the
+    last window must start inside the input) when S does not divide (1-d: [C, L] -> [C, L']).
+    Params: none.
+    MACs: 0 (comparisons are not multiply-accumulates).
+    """
+
+    kind: ClassVar[str] = "maxpool"
+
+    dilation: IntOrTuple = 1
+
+    def _dilation(self) -> IntOrTuple:
+        return self.dilation
+
+
+@register
+class AvgPool(_Pool):
+    """Average pooling over 1 or 2 spatial axes: out[c, i, j] = mean of the k_h·k_w window.
+
+    Shape: [C, H, W] -> [C, H', W'] with H' = (H + 2P - F) / S + 1, F = k, S = kernel unless
+    given, P <= k / 2; `rounding` as for maxpool. count_include_pad: whether padded zeros
+    count in the divisor (1-d: [C, L] -> [C, L']).
+    Params: none.
+    MACs: k_h · k_w · C · H' · W' (one add per window element; the division is not counted).
+    """
+
+    kind: ClassVar[str] = "avgpool"
+
+    count_include_pad: bool = True
+
+    def macs(self, inputs: Sequence[TensorType], output: TensorType) -> int:
+        _, kernel, *_ = self._axes(inputs[0])
+        return math.prod(kernel) * output.numel
+
+
+class _GlobalPool(Op):
+    """Shared by the global pools: one value per channel, spatial axes kept with size 1."""
+
+    family: ClassVar[str] = "pool"
+
+    def infer(self, inputs: Sequence[TensorType]) -> TensorType:
+        (x,) = inputs
+        n = _spatial(self.kind, x)
+        return TensorType(shape=(x.shape[0], *(1,) * n))
+
+    def receptive_step(self, inputs: Sequence[TensorType]) -> Literal["global"]:
+        return GLOBAL
+
+
+@register
+class GlobalAvgPool(_GlobalPool):
+    """Mean over all spatial positions of each channel: out[c] = (1 / H·W) Σ_{i,j} x[c, i, j].
+
+    Shape: [C, H, W] -> [C, 1, 1] (1-d: [C, L] -> [C, 1]).
+    Params: none.
+    MACs: C · H · W, the input size (one add per element).
+    """
+
+    kind: ClassVar[str] = "global_avgpool"
+
+    def macs(self, inputs: Sequence[TensorType], output: TensorType) -> int:
+        return inputs[0].numel
+
+
+@register
+class GlobalMaxPool(_GlobalPool):
+    """Maximum over all spatial positions of each channel: out[c] = max_{i,j} x[c, i, j].
+
+    Shape: [C, H, W] -> [C, 1, 1] (1-d: [C, L] -> [C, 1]).
+    Params: none.
+    MACs: 0 (comparisons are not multiply-accumulates).
+    """
+
+    kind: ClassVar[str] = "global_maxpool"
+
+
+def adaptive_windows(size: int, out: int) -> list[tuple[int, int]]:
+    """PyTorch's adaptive windows: [floor(i·N / out), ceil((i + 1)·N / out)) for each i."""
+    return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
+
+
+@register
+class AdaptiveAvgPool(Op):
+    """Average pooling to a fixed output size, windows as torch's AdaptiveAvgPool.
+
+    Output i averages input positions [floor(i·N / n), ceil((i + 1)·N / n)) along each axis.
+    Shape: [C, H, W] -> [C, h, w] for size (h, w) (1-d: [C, L] -> [C, l]).
+    Params: none.
+    MACs: C · Π_axes Σ_i (window length i) (one add per window element; for size 1 the input
+    size, as global_avgpool).
+    """
+
+    kind: ClassVar[str] = "adaptive_avgpool"
+    family: ClassVar[str] = "pool"
+    positional: ClassVar[tuple[str, ...]] = ("size",)
+
+    size: IntOrTuple
+
+    def _sizes(self, x: TensorType) -> tuple[int, ...]:
+        sizes = per_axis(self.size, _spatial(self.kind, x), "size")
+        if min(sizes) < 1:
+            raise ShapeError(codes.BAD_ARG, f"`size` must be positive, got {sizes}", arg="size")
+        return sizes
+
+    def infer(self, inputs: Sequence[TensorType]) -> TensorType:
+        (x,) = inputs
+        return TensorType(shape=(x.shape[0], *self._sizes(x)))
+
+    def macs(self, inputs: Sequence[TensorType], output: TensorType) -> int:
+        (x,) = inputs
+        per_axis_adds = (
+            sum(end - start for start, end in adaptive_windows(n, out))
+            for n, out in zip(x.shape[1:], self._sizes(x), strict=True)
+        )
+        return x.shape[0] * math.prod(per_axis_adds)
+
+    def receptive_step(self, inputs: Sequence[TensorType]) -> WindowStep | Literal["global"] | None:
+        (x,) = inputs
+        sizes = self._sizes(x)
+        if sizes == x.shape[1:]:
+            return None
+        if max(sizes) == 1:
+            return GLOBAL
+        window = tuple(
+            max(end - start for start, end in adaptive_windows(n, out))
+            for n, out in zip(x.shape[1:], sizes, strict=True)
+        )
+        stride = tuple(n / out for n, out in zip(x.shape[1:], sizes, strict=True))
+        return WindowStep(window=window, stride=stride)

@@ -1,0 +1,140 @@
+"""Recurrent layers over a sequence [T, F]: rnn, lstm, gru (torch.nn.RNN / LSTM / GRU).
+
+Common to the three (G gate blocks per layer: rnn 1, lstm 4, gru 3; dirs = 2 when
+bidirectional, else 1; in_k = F for layer 0, H·dirs above it):
+
+- select=sequence: every step's hidden state of the last layer, [T, H·dirs];
+- select=last: the final hidden state h_n of the last layer, [H·dirs], directions
+  concatenated (forward after x_T, backward after x_1). For a bidirectional net this is
+  not output[-1], whose backward half has read x_T alone; for one direction it is.
+- Params, torch's names (suffix `_reverse` for the backward direction), per layer k and
+  direction: weight_ih_l{k} [G·H, in_k], weight_hh_l{k} [G·H, H], bias_ih_l{k} [G·H],
+  bias_hh_l{k} [G·H] (biases when bias).
+- MACs = T · Σ_k dirs · G·H·(in_k + H): the two matrix products per step; biases and the
+  gates' elementwise products are not counted.
+- Lowering: torch with batch_first=True; h_n is [layers·dirs, N, H], the last layer's
+  directions are its last dirs rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from ..ir import TensorType
+from .arith import expect_rank
+from .base import Op, register
+from .linear import expect_float
+
+
+class _Recurrent(Op):
+    """Shared by rnn, lstm and gru: only the number of gate blocks G differs."""
+
+    family: ClassVar[str] = "recurrent"
+    positional: ClassVar[tuple[str, ...]] = ("hidden", "layers")
+    gates: ClassVar[int] = 1
+
+    hidden: int = Field(gt=0)
+    layers: int = Field(default=1, gt=0)
+    bidirectional: bool = False
+    bias: bool = True
+    select: Literal["last", "sequence"] = "last"
+
+    @property
+    def dirs(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def _in_sizes(self, x: TensorType) -> list[int]:
+        return [x.shape[1]] + [self.hidden * self.dirs] * (self.layers - 1)
+
+    def infer(self, inputs: Sequence[TensorType]) -> TensorType:
+        (x,) = inputs
+        expect_rank(x.rank, (2,), self.kind, "[T, F]: time steps, features")
+        expect_float(x, self.kind)
+        width = self.hidden * self.dirs
+        return TensorType(shape=(x.shape[0], width) if self.select == "sequence" else (width,))
+
+    def param_shapes(self, inputs: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
+        rows = self.gates * self.hidden
+        shapes: dict[str, tuple[int, ...]] = {}
+        for k, in_k in enumerate(self._in_sizes(inputs[0])):
+            for suffix in ("", "_reverse")[: self.dirs]:
+                shapes[f"weight_ih_l{k}{suffix}"] = (rows, in_k)
+                shapes[f"weight_hh_l{k}{suffix}"] = (rows, self.hidden)
+                if self.bias:
+                    shapes[f"bias_ih_l{k}{suffix}"] = (rows,)
+                    shapes[f"bias_hh_l{k}{suffix}"] = (rows,)
+        return shapes
+
+    def macs(self, inputs: Sequence[TensorType], output: TensorType) -> int:
+        (x,) = inputs
+        per_step = sum(
+            self.dirs * self.gates * self.hidden * (in_k + self.hidden)
+            for in_k in self._in_sizes(x)
+        )
+        return x.shape[0] * per_step
+
+
+@register
+class RNN(_Recurrent):
+    """Elman recurrent layer.
+
+    h_t = act(W_ih·x_t + b_ih + W_hh·h_{t-1} + b_hh), h_0 = 0, act = tanh or relu.
+
+    Shape: [T, F] -> [H·dirs] (select=last) or [T, H·dirs] (select=sequence).
+    Params: per layer k and direction: weight_ih_l{k} [H, in_k], weight_hh_l{k} [H, H],
+    bias_ih_l{k} [H], bias_hh_l{k} [H] (G = 1; see the module docstring).
+    MACs: T · Σ_k dirs · H·(in_k + H).
+    """
+
+    kind: ClassVar[str] = "rnn"
+    gates: ClassVar[int] = 1
+
+    nonlinearity: Literal["tanh", "relu"] = "tanh"
+
+
+@register
+class LSTM(_Recurrent):
+    """Long short-term memory (Hochreiter & Schmidhuber 1997), torch's form:
+
+    i_t = σ(W_ii·x_t + b_ii + W_hi·h_{t-1} + b_hi)        input gate
+    f_t = σ(W_if·x_t + b_if + W_hf·h_{t-1} + b_hf)        forget gate
+    g_t = tanh(W_ig·x_t + b_ig + W_hg·h_{t-1} + b_hg)     candidate cell
+    o_t = σ(W_io·x_t + b_io + W_ho·h_{t-1} + b_ho)        output gate
+    c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t,  h_t = o_t ⊙ tanh(c_t),  h_0 = c_0 = 0
+
+    The rows of weight_ih are [W_ii; W_if; W_ig; W_io] (torch order i, f, g, o; ONNX LSTM
+    wants i, o, f, c: the lowering permutes the blocks). select=last returns h_n, not c_n.
+
+    Shape: [T, F] -> [H·dirs] (select=last) or [T, H·dirs] (select=sequence).
+    Params: per layer k and direction: weight_ih_l{k} [4H, in_k], weight_hh_l{k} [4H, H],
+    bias_ih_l{k} [4H], bias_hh_l{k} [4H] (G = 4; see the module docstring).
+    MACs: T · Σ_k dirs · 4H·(in_k + H).
+    """
+
+    kind: ClassVar[str] = "lstm"
+    gates: ClassVar[int] = 4
+
+
+@register
+class GRU(_Recurrent):
+    """Gated recurrent unit (Cho et al. 2014), torch's form:
+
+    r_t = σ(W_ir·x_t + b_ir + W_hr·h_{t-1} + b_hr)        reset gate
+    z_t = σ(W_iz·x_t + b_iz + W_hz·h_{t-1} + b_hz)        update gate
+    n_t = tanh(W_in·x_t + b_in + r_t ⊙ (W_hn·h_{t-1} + b_hn))
+    h_t = (1 - z_t) ⊙ n_t + z_t ⊙ h_{t-1},  h_0 = 0
+
+    Rows in torch order r, z, n (ONNX GRU wants z, r, h and linear_before_reset=1 for this
+    form, with the reset applied after the product).
+
+    Shape: [T, F] -> [H·dirs] (select=last) or [T, H·dirs] (select=sequence).
+    Params: per layer k and direction: weight_ih_l{k} [3H, in_k], weight_hh_l{k} [3H, H],
+    bias_ih_l{k} [3H], bias_hh_l{k} [3H] (G = 3; see the module docstring).
+    MACs: T · Σ_k dirs · 3H·(in_k + H).
+    """
+
+    kind: ClassVar[str] = "gru"
+    gates: ClassVar[int] = 3

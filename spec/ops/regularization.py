@@ -1,0 +1,60 @@
+"""Regularisation layers: dropout (elements) and dropout2d (whole channels).
+
+Both are inverted dropout: kept values are scaled by 1 / (1 - p) during training, so the
+expected activation is unchanged and evaluation is the identity (nothing to rescale).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from pydantic import Field
+
+from ..ir import TensorType
+from .arith import expect_rank
+from .base import Op, register
+
+
+@register
+class Dropout(Op):
+    """Dropout (Srivastava et al. 2014), inverted scaling.
+
+    train: y = m ⊙ x / (1 - p), m_i ~ Bernoulli(1 - p) drawn per element and sample.
+    eval: y = x.
+
+    Shape: [*] -> [*], unchanged; 0 <= p < 1.
+    Params: none.
+    MACs: 0 (only linear maps and normalisations are counted).
+    """
+
+    kind: ClassVar[str] = "dropout"
+    family: ClassVar[str] = "regularization"
+    positional: ClassVar[tuple[str, ...]] = ("p",)
+
+    p: float = Field(default=0.5, ge=0, lt=1)
+
+    def infer(self, inputs: Sequence[TensorType]) -> TensorType:
+        (x,) = inputs
+        return x
+
+
+@register
+class Dropout2d(Dropout):
+    """Channel dropout (Tompson et al. 2015): zeroes whole feature maps, inverted scaling.
+
+    train: y[c] = m_c · x[c] / (1 - p), m_c ~ Bernoulli(1 - p) per sample and channel.
+    eval: y = x. Neighbouring pixels are correlated, so dropping pixels alone hardly
+    regularises a conv net; dropping channels does.
+
+    Shape: [C, H, W] -> [C, H, W]; 0 <= p < 1.
+    Params: none.
+    MACs: 0 (only linear maps and normalisations are counted).
+    """
+
+    kind: ClassVar[str] = "dropout2d"
+
+    def infer(self, inputs: Sequence[TensorType]) -> TensorType:
+        (x,) = inputs
+        expect_rank(x.rank, (3,), self.kind, "[C, H, W]")
+        return x

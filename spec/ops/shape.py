@@ -1,0 +1,452 @@
+"""Shape ops: flatten, reshape, center_crop, pad, upsample, concat, add, identity."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import ClassVar, Literal
+
+from .. import codes
+from ..ir import TensorType
+from .arith import AXIS_NAMES, IntOrTuple, expect_rank, fmt, per_axis
+from .base import GLOBAL, Op, ShapeError, WindowStep, register
+
+_LAYOUT = {2: "[C, L]", 3: "[C, H, W]"}
+
+
+def _spatial(kind: str, x: TensorType) -> int:
+    expect_rank(x.rank, (2, 3), kind, " or ".join(_LAYOUT.values()))
+    return x.rank - 1
+
+
+def _dims(shape: Sequence[int]) -> str:
+    return f"[{', '.join(str(d) for d in shape)}]"
+
+
+def _axis_name(rank: int, axis: int) -> str:
+    if axis == 0:
+        return "channels" if rank > 1 else "features"
+    return AXIS_NAMES.get(rank - 1, ())[axis - 1] if rank - 1 in AXIS_NAMES else f"axis {axis}"
+
+
+def _axis(value: int, rank: int, what: str, arg: str) -> int:
+    """A non-batch axis index; negative counts from the end."""
+    axis = value + rank if value < 0 else value
+    if not 0 <= axis < rank:
+        raise ShapeError(
+            codes.ARGUMENT_SHAPE,
+            f"{what} {arg}={value} is out of range for an input of rank {rank}",
+            notes=[f"valid: {-rank} <= {arg} < {rank} (the batch axis is not counted)"],
+            arg=arg,
+        )
+    return axis
+
+
+@register
+class Flatten(Op):
+    """Merge the axes from `start` on into one: out = x.reshape(*x.shape[:start], -1).
+
+    `start` counts the non-batch axes (torch's Flatten(start_dim=start + 1)); negative counts
+    from the end.
+    Shape: [C, H, W] -> [C·H·W] (start=0); [C, H, W] -> [C, H·W] (start=1).
+    Params: none.
+    MACs: 0.
+    """
+
+    kind: ClassVar[str] = "flatten"
+    family: ClassVar[str] = "shape"
+    positional: ClassVar[tuple[str, ...]] = ("start",)
+
+    start: int = 0
+
+    def infer(self, inputs: Sequence[TensorType]) -> TensorType:
+        (x,) = inputs
+        s = _axis(self.start, x.rank, self.kind, "start")
+        return TensorType(shape=(*x.shape[:s], math.prod(x.shape[s:])), dtype=x.dtype)
+
+    def receptive_step(self, inputs: Sequence[TensorType]) -> Literal["global"] | None:
+        (x,) = inputs
+        merged = x.rank - _axis(self.start, x.rank, self.kind, "start")
+        return GLOBAL if merged >= 2 else None  # merging axes leaves no spatial axis
+
+
+@register
+class Reshape(Op):
+    """Give the per-sample tensor another shape with the same number of elements.
+
+    One entry of `shape` may be -1: it is inferred as Π x.shape / Π (the other entries).
+    Shape: [d_1, ..., d_n] -> shape, with Π shape = Π d (the batch axis stays in front).
+    Params: none.
+    MACs: 0.
+    """
+
+    kind: ClassVar[str] = "reshape"
+    family: ClassVar[str] = "shape"
+    positional: ClassVar[tuple[str, ...]] = ("shape",)
+
+    shape: int | tuple[int, ...]
+
+    def _target(self) -> tuple[int, ...]:
+        target = (self.shape,) if isinstance(self.shape, int) else self.shape
+        if not target or any(d < 1 and d != -1 for d in target):
+            raise ShapeError(
+                codes.BAD_ARG,
+                f"`shape` entries must be positive (or one -1), got {_dims(target)}",
+                arg="shape",
+            )
+        if target.count(-1) > 1:
+            raise ShapeError(
+                codes.BAD_ARG, f"at most one entry of `shape` may be -1, got {_dims(target)}",
+                arg="shape",
+            )
+        return target
+
+    def infer(self, inputs: Sequence[TensorType]) -> TensorType:
+        (x,) = inputs
+        target = self._target()
+        known = math.prod(d for d in target if d != -1)
+        product = f"{'·'.join(str(d) for d in x.shape)} = {x.numel}"
+        if -1 in target:
+            if x.numel % known:
+                raise ShapeError(
+                    codes.RESHAPE,
+                    f"cannot infer the -1 in {_dims(target)}: {x} has {x.numel} elements, "
+                    f"not a multiple of {known}",
+                    notes=[f"{product}; {x.numel} / {known} = {x.numel / known:.2f}"],
+                    help=f"the known sizes must multiply to a divisor of {x.numel}",
+                    arg="shape",
+                )
+            target = tuple(x.numel // known if d == -1 else d for d in target)
+        elif known != x.numel:
+            raise ShapeError(
+                codes.RESHAPE,
+                f"{x} has {x.numel} elements, {_dims(target)} has {known}",
+                notes=[f"{product} ≠ {'·'.join(str(d) for d in target)} = {known}"],
+                help=f"the sizes must multiply to {x.numel}; write -1 for one of them to infer it",
+                arg="shape",
+            )
+        return TensorType(shape=target, dtype=x.dtype)
+
+    def receptive_step(self, inputs: Sequence[TensorType]) -> Literal["global"] | None:
+        return None if self.infer(inputs).shape == inputs[0].shape else GLOBAL
+
+
+@register
+class CenterCrop(Op):
+    """Keep the central `size` window of the spatial axes (U-Net's skip crop).
+
+    Removed per axis: before = (N - n) // 2, after = (N - n) - before, so an odd difference
+    takes its extra pixel from the bottom/right. (torchvision rounds half to even: it agrees
+    when N - n ≡ 1 mod 4 and takes it from the top/left when N - n ≡ 3 mod 4.)
+    Shape: [C, H, W] -> [C, h, w] for size (h, w), h <= H, w <= W (1-d: [C, L] -> [C, l]).
+    Params: none.
+    MACs: 0.
+    """
+
+    kind: ClassVar[str] = "center_crop"
+    family: ClassVar[str] = "shape"
+    positional: ClassVar[tuple[str, ...]] = ("size",)
+
+    size: IntOrTuple
+
+    def crop_pairs(self, x: TensorType) -> tuple[tuple[int, int], ...]:
+        """(before, after) pixels removed per spatial axis."""
+        n = _spatial(self.kind, x)
+        sizes = per_axis(self.size, n, "size")
+        if min(sizes) < 1:
+            raise ShapeError(codes.BAD_ARG, f"`size` must be positive, got {sizes}", arg="size")
+        pairs = []
+        for have, want, axis in zip(x.shape[1:], sizes, AXIS_NAMES[n], strict=True):
+            if want > have:
+                raise ShapeError(
+                    codes.CROP,
+                    f"center_crop to {want} is larger than the input {axis} {have}",
+                    notes=[f"{axis}: N - n = {have} - {want} = {have - want} < 0"],
+                    help=f"crop to at most {have}, or crop the other, larger tensor instead",
+                    arg="size",
+                )
+            diff = have - want
+            pairs.append((diff // 2, diff - diff // 2))
+        return tuple(pairs)
+
+    def infer(self, inputs: Sequence[TensorType]) -> TensorType:
+        (x,) = inputs
+        sizes = (h - a - b for h, (a, b) in zip(x.shape[1:], self.crop_pairs(x), strict=True))
+        return TensorType(shape=(x.shape[0], *sizes), dtype=x.dtype)
+
+
+@register
+class Pad(Op):
+    """Pad the spatial axes with a constant, their reflection (edge not repeated) or their edge.
+
+    `padding`: an int (every side), one amount per spatial axis (both sides), or 2n amounts
+    (before, after) axis by axis: (top, bottom, left, right) for [C, H, W]. reflect needs
+    every amount smaller than its axis; `value` is for mode=constant only.
+    Shape: [C, H, W] -> [C, H + P_top + P_bottom, W + P_left + P_right] (1-d: [C, L]).
+    Params: none.
+    MACs: 0.
+    """
+
+    kind: ClassVar[str] = "pad"
+    family: ClassVar[str] = "shape"
+    positional: ClassVar[tuple[str, ...]] = ("padding",)
+
+    padding: IntOrTuple
+    mode: Literal["constant", "reflect", "replicate"] = "constant"
+    value: float = 0.0
+
+    def padding_pairs(self, x: TensorType) -> tuple[tuple[int, int], ...]:
+        """(before, after) per spatial axis, in axis order (torch's F.pad wants it reversed)."""
+        n = _spatial(self.kind, x)
+        p = self.padding
+        if isinstance(p, int):
+            pairs = ((p, p),) * n
+        elif len(p) in (n, 2 * n):
+            pairs = tuple((a, a) for a in p) if len(p) == n else tuple(zip(p[::2], p[1::2], strict=True))
+        else:
+            raise ShapeError(
+                codes.ARGUMENT_SHAPE,
+                f"`padding` has {len(p)} entries but the input has {n} spatial "
+                f"ax{'is' if n == 1 else 'es'}",
+                notes=[f"padding={p}; spatial axes: {', '.join(AXIS_NAMES[n])}"],
+                help=f"give one number, {n} (one per axis) or {2 * n} ((before, after) per axis)",
+                arg="padding",
+            )
+        if min(min(pair) for pair in pairs) < 0:
+            raise ShapeError(
+                codes.CROP, f"`pad` takes non-negative amounts, got padding={p}",
+                help="use center_crop to remove pixels", arg="padding",
+            )
+        if self.mode != "constant" and self.value != 0:
+            raise ShapeError(
+                codes.BAD_ARG, f"`value` applies to mode=constant only, not mode={self.mode}",
+                arg="value",
+            )
+        if self.mode == "reflect":
+            for (a, b), size, axis in zip(pairs, x.shape[1:], AXIS_NAMES[n], strict=True):
+                if max(a, b) >= size:
+                    raise ShapeError(
+                        codes.CROP,
+                        f"reflect padding ({max(a, b)}) must be smaller than the input {axis} "
+                        f"({size})",
+                        notes=[f"{axis}: P < N fails: {max(a, b)} >= {size}"],
+                        help="pad less, or use mode=replicate or mode=constant",
+                        arg="padding",
+                    )
+        return pairs
+
+    def infer(self, inputs: Sequence[TensorType]) -> TensorType:
+        (x,) = inputs
+        sizes = (h + a + b for h, (a, b) in zip(x.shape[1:], self.padding_pairs(x), strict=True))
+        return TensorType(shape=(x.shape[0], *sizes), dtype=x.dtype)
+
+
+_MODE_RANK = {"linear": 2, "bilinear": 3, "bicubic": 3}  # nearest takes either
+_TAPS = {"nearest": 0, "linear": 2, "bilinear": 4, "bicubic": 16}
+
+
+@register
+class Upsample(Op):
+    """Resize the spatial axes by a scale factor, by interpolation (no parameters).
+
+    mode: nearest ([C, L] or [C, H, W]), linear ([C, L]), bilinear or bicubic ([C, H, W]);
+    align_corners only with the interpolating modes. Scales below 1 downsample.
+    Shape: [C, H, W] -> [C, floor(H·s_h), floor(W·s_w)] (1-d: [C, L] -> [C, floor(L·s)]).
+    Params: none.
+    MACs: taps × output elements: nearest 0 (a copy), linear 2, bilinear 4, bicubic 16.
+    """
+
+    kind: ClassVar[str] = "upsample"
+    family: ClassVar[str] = "shape"
+    positional: ClassVar[tuple[str, ...]] = ("scale",)
+
+    scale: int | float | tuple[int | float, ...]
+    mode: Literal["nearest", "linear", "bilinear", "bicubic"] = "nearest"
+    align_corners: bool = False
+
+    def _scales(self, x: TensorType) -> tuple[float, ...]:
+        n = _spatial(self.kind, x)
+        need = _MODE_RANK.get(self.mode)
+        if need is not None and x.rank != need:
+            raise ShapeError(
+                codes.RANK,
+                f"upsample mode={self.mode} expects an input of rank {need} ({_LAYOUT[need]}), "
+                f"got rank {x.rank}",
+                help=f"use mode={'linear' if x.rank == 2 else 'bilinear'} or mode=nearest "
+                f"for {_LAYOUT[x.rank]}",
+                arg="mode",
+            )
+        if self.align_corners and self.mode == "nearest":
+            raise ShapeError(
+                codes.BAD_ARG,
+                "align_corners applies to mode linear, bilinear or bicubic, not nearest",
+                arg="align_corners",
+            )
+        scales = self.scale if isinstance(self.scale, tuple) else (self.scale,) * n
+        if len(scales) != n:
+            raise ShapeError(
+                codes.ARGUMENT_SHAPE,
+                f"`scale` has {len(scales)} entries but the input has {n} spatial "
+                f"ax{'is' if n == 1 else 'es'}",
+                help=f"give one number or a tuple of {n}",
+                arg="scale",
+            )
+        if min(scales) <= 0:
+            raise ShapeError(codes.BAD_ARG, f"`scale` must be positive, got {self.scale}", arg="scale")
+        return scales
+
+    def infer(self, inputs: Sequence[TensorType]) -> TensorType:
+        (x,) = inputs
+        scales = self._scales(x)
+        sizes = []
+        for size, s, axis in zip(x.shape[1:], scales, AXIS_NAMES[x.rank - 1], strict=True):
+            out = math.floor(size * s)
+            if out < 1:
+                raise ShapeError(
+                    codes.NONPOSITIVE,
+                    f"upsample output size is not positive along {axis}",
+                    notes=[f"floor(N·scale) = floor({size}·{fmt(s)}) = {out}"],
+                    help=f"use a scale of at least {fmt(1 / size)}",
+                    arg="scale",
+                )
+            sizes.append(out)
+        return TensorType(shape=(x.shape[0], *sizes), dtype=x.dtype)
+
+    def macs(self, inputs: Sequence[TensorType], output: TensorType) -> int:
+        return _TAPS[self.mode] * output.numel
+
+    def receptive_step(self, inputs: Sequence[TensorType]) -> WindowStep:
+        scales = self._scales(inputs[0])
+        return WindowStep(window=(1,) * len(scales), stride=tuple(1 / s for s in scales))
+
+
+@register
+class Concat(Op):
+    """Join two or more tensors along one axis (channels by default).
+
+    `axis` counts the non-batch axes (negative from the end); every other axis must agree.
+    Shape: [C_1, H, W], ..., [C_n, H, W] -> [C_1 + ... + C_n, H, W] (axis=0).
+    Params: none.
+    MACs: 0.
+    """
+
+    kind: ClassVar[str] = "concat"
+    family: ClassVar[str] = "shape"
+    arity: ClassVar[int | None] = None
+
+    axis: int = 0
+
+    def infer(self, inputs: Sequence[TensorType]) -> TensorType:
+        x0 = inputs[0]
+        axis = _axis(self.axis, x0.rank, self.kind, "axis")
+        for i, xi in enumerate(inputs[1:], start=1):
+            if xi.dtype != x0.dtype:
+                raise ShapeError(
+                    codes.DTYPE,
+                    f"concat inputs differ in type: input 0 is {x0.dtype}, input {i} is {xi.dtype}",
+                    operand=i,
+                )
+            if xi.rank != x0.rank:
+                raise ShapeError(
+                    codes.CONCAT_MISMATCH,
+                    f"concat inputs differ in rank: input 0 is {x0} (rank {x0.rank}), "
+                    f"input {i} is {xi} (rank {xi.rank})",
+                    help="use `flatten` or `reshape` to give both the same rank",
+                    operand=i,
+                )
+            for a, (s0, si) in enumerate(zip(x0.shape, xi.shape, strict=True)):
+                if a != axis and s0 != si:
+                    raise ShapeError(
+                        codes.CONCAT_MISMATCH,
+                        f"concat inputs differ along {_axis_name(x0.rank, a)}: input 0 has "
+                        f"{s0}, input {i} has {si}",
+                        notes=[
+                            f"input 0: {x0}; input {i}: {xi}; joining along "
+                            f"{_axis_name(x0.rank, axis)}, every other axis must be equal"
+                        ],
+                        help=_concat_help(x0, xi, axis, a),
+                        operand=i,
+                    )
+        total = sum(x.shape[axis] for x in inputs)
+        return TensorType(shape=(*x0.shape[:axis], total, *x0.shape[axis + 1 :]), dtype=x0.dtype)
+
+
+def _concat_help(x0: TensorType, xi: TensorType, axis: int, bad: int) -> str:
+    if bad == 0:
+        return f"project one input with a 1x1 conv, e.g. `conv({x0.shape[0]}, 1)`, to match"
+    if axis == 0:
+        target = tuple(min(a, b) for a, b in zip(x0.shape[1:], xi.shape[1:], strict=True))
+        size = target[0] if len(set(target)) == 1 else target
+        return (
+            f"crop the larger input first with `center_crop({size})` "
+            "(as U-Net does with its skip connections), or pad the smaller one"
+        )
+    name = _axis_name(x0.rank, bad)
+    return f"crop or pad the {name} of both inputs to the same size before joining"
+
+
+@register
+class Add(Op):
+    """Elementwise sum of two or more tensors of one shape (residual connections).
+
+    Shape: [C, H, W], ..., [C, H, W] -> [C, H, W] (any rank; all shapes equal).
+    Params: none.
+    MACs: 0 by convention: the (n - 1)·numel additions are not multiply-accumulates.
+    """
+
+    kind: ClassVar[str] = "add"
+    family: ClassVar[str] = "shape"
+    arity: ClassVar[int | None] = None
+
+    def infer(self, inputs: Sequence[TensorType]) -> TensorType:
+        x0 = inputs[0]
+        for i, xi in enumerate(inputs[1:], start=1):
+            if xi.dtype != x0.dtype:
+                raise ShapeError(
+                    codes.DTYPE,
+                    f"add operands differ in type: input 0 is {x0.dtype}, input {i} is {xi.dtype}",
+                    operand=i,
+                )
+            if xi.shape != x0.shape:
+                raise ShapeError(
+                    codes.ADD_MISMATCH,
+                    f"add operands differ in shape: input 0 is {x0}, input {i} is {xi}",
+                    notes=[f"input 0: {x0}", f"input {i}: {xi}"],
+                    help=_add_help(x0, xi),
+                    operand=i,
+                )
+        return x0
+
+
+def _add_help(x0: TensorType, xi: TensorType) -> str:
+    if x0.rank != xi.rank or x0.rank < 2:
+        return "both operands need the same shape; use `flatten`, `reshape` or `linear` to match"
+    # project the higher-resolution (or narrower) side onto the other with a 1x1 conv
+    src, dst = sorted((x0, xi), key=lambda x: (-math.prod(x.shape[1:]), x.shape[0]))
+    ratios = [a / b for a, b in zip(src.shape[1:], dst.shape[1:], strict=True)]
+    if any(not r.is_integer() for r in ratios):
+        return (
+            f"spatial sizes {_dims(src.shape[1:])} and {_dims(dst.shape[1:])} differ by no "
+            "integer factor; use the same strides and padding on both paths"
+        )
+    stride = [int(r) for r in ratios]
+    shown = stride[0] if len(set(stride)) == 1 else tuple(stride)
+    conv = f"conv({dst.shape[0]}, 1" + (f", stride={shown})" if max(stride) > 1 else ")")
+    return f"project the skip path with a 1x1 conv: `{conv}` turns {src} into {dst}"
+
+
+@register
+class Identity(Op):
+    """The input unchanged (a placeholder, e.g. the skip path of a residual block).
+
+    Shape: any -> the same.
+    Params: none.
+    MACs: 0.
+    """
+
+    kind: ClassVar[str] = "identity"
+    family: ClassVar[str] = "shape"
+
+    def infer(self, inputs: Sequence[TensorType]) -> TensorType:
+        (x,) = inputs
+        return x
