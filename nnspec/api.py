@@ -1,0 +1,78 @@
+"""The public face: load a spec, get its IR and summary (torch, ONNX and training follow)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from nnspec.spec import codes
+from nnspec.spec.diagnostics import Diagnostic, DiagnosticError, error
+from nnspec.spec.elaborate import DEFAULT_MAX_PARAMS, elaborate
+from nnspec.spec.ir import Graph, Program, SourceInfo
+from nnspec.spec.loader import Loaded, load_file, load_text
+from nnspec.spec.passes.summary import Summary, summarize
+
+
+@dataclass
+class Model:
+    """One elaborated model of a spec file."""
+
+    graph: Graph
+    loaded: Loaded
+    warnings: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.graph.name
+
+    def summary(self) -> Summary:
+        return summarize(self.graph)
+
+    def program(self) -> Program:
+        sources = tuple(SourceInfo(file=f, sha256=h) for f, h in self.loaded.hashes.items())
+        return Program(sources=sources, models={self.graph.name: self.graph})
+
+    def ir_json(self, indent: int | None = 2) -> str:
+        return self.program().model_dump_json(indent=indent)
+
+
+def model_names(loaded: Loaded) -> list[str]:
+    """Models defined in the root file, in order (imported files contribute blocks)."""
+    return [d.name for d in loaded.root.definitions if d.kind == "model"]
+
+
+def open_spec(path: str | os.PathLike[str] | None = None, *, text: str | None = None,
+              name: str = "<string>") -> Loaded:
+    if text is not None:
+        return load_text(text, name)
+    assert path is not None
+    return load_file(path)
+
+
+def load(
+    path: str | os.PathLike[str] | None = None,
+    model: str | None = None,
+    args: dict[str, Any] | None = None,
+    *,
+    text: str | None = None,
+    max_params: int = DEFAULT_MAX_PARAMS,
+) -> Model:
+    """Parse and elaborate one model of a spec file (or of ``text``).
+
+    Raises :class:`DiagnosticError` (render it with ``.render()``) when the spec is invalid.
+    """
+    loaded = open_spec(path, text=text)
+    names = model_names(loaded)
+    if model is None:
+        if len(names) != 1:
+            raise DiagnosticError([error(
+                codes.NO_MODEL,
+                "the file defines no model" if not names else f"the file defines {len(names)} models",
+                None,
+                notes=[f"models: {', '.join(names)}"] if names else (),
+                help="choose one with model=..." if names else "define one with `model Name { ... }`",
+            )], loaded.sources)
+        model = names[0]
+    graph, warnings = elaborate(loaded, model, args, max_params=max_params)
+    return Model(graph, loaded, warnings)

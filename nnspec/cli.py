@@ -1,0 +1,207 @@
+"""The `nnspec` command line: a thin layer over the API.
+
+Exit codes: 0 valid, 1 the input has errors, 2 the command line is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from nnspec.api import Model, model_names, open_spec
+from nnspec.spec import codes
+from nnspec.spec.codes import CODES
+from nnspec.spec.diagnostics import Diagnostic, DiagnosticError, render_all, summary_line
+from nnspec.spec.elaborate import DEFAULT_MAX_PARAMS, Elaborator
+from nnspec.spec.passes.summary import Summary, human_bytes, human_count, summarize
+
+app = typer.Typer(
+    name="nnspec",
+    help="Compile neural-network spec files (.nn) into checked IR, PyTorch and ONNX.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class UsageError(Exception):
+    pass
+
+
+def parse_assignments(items: list[str]) -> dict[str, Any]:
+    """`--set classes=10` -> {"classes": 10}; values are ints, floats, true/false or text."""
+    values: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise UsageError(f"--set expects name=value, got {item!r}")
+        if raw in ("true", "false"):
+            values[key] = raw == "true"
+            continue
+        for convert in (int, float):
+            try:
+                values[key] = convert(raw.replace("_", ""))
+                break
+            except ValueError:
+                continue
+        else:
+            values[key] = raw
+    return values
+
+
+def _print_diagnostics(diags: list[Diagnostic] | tuple[Diagnostic, ...], sources) -> None:
+    if diags:
+        err.print(render_all(diags, sources), markup=False)
+        err.print(f"\n{summary_line(list(diags))}", markup=False)
+
+
+@app.command()
+def check(
+    file: Annotated[Path, typer.Argument(help="the spec file (.nn)")],
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="check only this model")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON summary instead of tables")] = False,
+    set_: Annotated[list[str], typer.Option("--set", help="model argument, name=value (repeatable)")] = [],  # noqa: B006
+    max_params: Annotated[int, typer.Option("--max-params", min=1, help="parameter limit per model")] = DEFAULT_MAX_PARAMS,
+) -> None:
+    """Parse, elaborate and summarise: shapes, parameters, MACs, receptive field, memory."""
+    try:
+        args = parse_assignments(set_)
+    except UsageError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    try:
+        loaded = open_spec(file)
+    except DiagnosticError as exc:
+        _fail(exc, as_json)
+    names = model_names(loaded)
+    if model is not None:
+        names = [model]
+    elif not names:
+        _fail(DiagnosticError([_no_model(file)], loaded.sources), as_json)
+    summaries: list[Summary] = []
+    diags: list[Diagnostic] = []
+    failed = False
+    for name in names:
+        elaborator = Elaborator(loaded, max_params=max_params)
+        try:
+            graph = elaborator.model(name, args if model is not None or len(names) == 1 else _for(loaded, name, args))
+        except DiagnosticError as exc:
+            diags.extend(exc.diagnostics)
+            failed = True
+            continue
+        diags.extend(elaborator.warnings)
+        summaries.append(summarize(graph))
+    if as_json:
+        payload: Any = [_json(s) for s in summaries]
+        if len(names) == 1:
+            payload = payload[0] if payload else {"model": names[0]}
+        if diags:
+            target = payload if isinstance(payload, dict) else {"models": payload}
+            target["diagnostics"] = [_diag_json(d) for d in diags]
+            payload = target
+        out.print(json.dumps(payload, indent=2), markup=False)
+    else:
+        for summary in summaries:
+            _table(summary)
+    _print_diagnostics(diags, loaded.sources)
+    raise typer.Exit(1 if failed else 0)
+
+
+def _for(loaded, name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """With several models and no --model, pass each only the --set values it declares."""
+    params = {p.name for p in loaded.definitions[name].params}
+    return {k: v for k, v in args.items() if k in params}
+
+
+def _no_model(file: Path) -> Diagnostic:
+    from nnspec.spec.diagnostics import error
+
+    return error(codes.NO_MODEL, f"`{file}` defines no model", None,
+                 help="define one with `model Name { input x: [...] ... }`")
+
+
+def _fail(exc: DiagnosticError, as_json: bool) -> None:
+    if as_json:
+        out.print(json.dumps({"model": None, "diagnostics": [_diag_json(d) for d in exc.diagnostics]},
+                             indent=2), markup=False)
+    _print_diagnostics(list(exc.diagnostics), exc.sources)
+    raise typer.Exit(1)
+
+
+def _diag_json(d: Diagnostic) -> dict[str, Any]:
+    span = d.span
+    return {
+        "severity": d.severity, "code": d.code, "message": d.message,
+        "file": span.file if span else None, "line": span.line if span else None,
+        "col": span.col if span else None, "notes": list(d.notes), "help": d.help,
+    }
+
+
+def _json(s: Summary) -> dict[str, Any]:
+    data = s.to_json_dict()
+    data["mac_convention"] = "one MAC = one multiply-add, per sample"
+    data["shape_convention"] = "shapes exclude the batch dimension"
+    return data
+
+
+def _table(s: Summary) -> None:
+    table = Table(title=f"model {s.model}", title_justify="left", show_edge=False, pad_edge=False)
+    for header, justify in (("layer", "left"), ("op", "left"), ("output shape", "left"), ("params", "right"),
+                            ("MACs", "right"), ("receptive field", "right"), ("memory", "right")):
+        table.add_column(header, justify=justify)
+    for i in s.inputs:
+        table.add_row(i["name"], "input", _shape(i["shape"], i["dtype"]), "", "", "1" if len(i["shape"]) >= 2 else "-",
+                      "")
+    for r in s.layers:
+        table.add_row(r.name, r.op, _shape(r.output_shape), f"{r.params:,}", f"{r.macs:,}",
+                      str(r.receptive_field) if r.receptive_field is not None else "-", human_bytes(r.memory))
+    out.print(table)
+    outputs = ", ".join(f"{o['name']} {_shape(o['shape'], o['dtype'])}" for o in s.outputs)
+    out.print(f"outputs: {outputs}", markup=False)
+    out.print(
+        f"params: {s.total_params:,} ({human_count(s.total_params)}), trainable: {s.trainable_params:,}, "
+        f"buffers: {s.buffers:,}", markup=False)
+    rf = f"{s.receptive_field} px" if s.receptive_field is not None else "-"
+    out.print(f"MACs: {s.total_macs:,} ({human_count(s.total_macs)}) per sample; receptive field: {rf}",
+              markup=False)
+    out.print(f"memory: activations {human_bytes(s.activation_memory)} per sample, "
+              f"weights {human_bytes(s.parameter_memory)}", markup=False)
+    out.print("(shapes exclude the batch dimension; one MAC = one multiply-add)\n", markup=False)
+
+
+def _shape(shape, dtype: str = "float32") -> str:
+    dims = "[" + ", ".join(str(d) for d in shape) + "]"
+    return dims if dtype == "float32" else f"int{dims}"
+
+
+@app.command()
+def explain(code: Annotated[str, typer.Argument(help="a diagnostic code, e.g. E2101")]) -> None:
+    """Print the long explanation of a diagnostic code."""
+    entry = CODES.get(code.upper())
+    if entry is None:
+        from nnspec.spec.suggest import did_you_mean
+
+        hint = did_you_mean(code.upper(), CODES)
+        err.print(f"error: unknown code `{code}`" + (f"; {hint}" if hint else ""), markup=False)
+        err.print(f"known codes: {', '.join(sorted(CODES))}", markup=False)
+        raise typer.Exit(2)
+    out.print(f"{entry.code}: {entry.title}\n\n{entry.explanation}", markup=False)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        sys.exit(130)
+
+
+__all__ = ["app", "main", "Model"]
