@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -66,7 +66,7 @@ def _print_diagnostics(diags: list[Diagnostic] | tuple[Diagnostic, ...], sources
 @app.command()
 def check(
     file: Annotated[Path, typer.Argument(help="the spec file (.nn)")],
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="check only this model")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="check only this model")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON summary instead of tables")] = False,
     set_: Annotated[list[str], typer.Option("--set", help="model argument, name=value (repeatable)")] = [],  # noqa: B006
     max_params: Annotated[int, typer.Option("--max-params", min=1, help="parameter limit per model")] = DEFAULT_MAX_PARAMS,

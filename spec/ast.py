@@ -6,7 +6,6 @@ Only :mod:`nnspec.spec.build_ast` creates these from lark trees; no later stage 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 from .source import Span
 
@@ -112,7 +111,7 @@ class Chain(Node):
     output_span: Span | None = None
 
 
-Expr = Union[Name, Number, String, Bool, Attribute, Index, Call, BinOp, Unary, Tuple, If, Chain]
+Expr = Name | Number | String | Bool | Attribute | Index | Call | BinOp | Unary | Tuple | If | Chain
 
 
 # -- statements -----------------------------------------------------------------------------
@@ -156,7 +155,7 @@ class RoundingStmt(Node):
     mode_span: Span
 
 
-Stmt = Union[InputDecl, Binding, OutputStmt, ChainStmt, Assert, RoundingStmt]
+Stmt = InputDecl | Binding | OutputStmt | ChainStmt | Assert | RoundingStmt
 
 
 # -- definitions ----------------------------------------------------------------------------

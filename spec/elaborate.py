@@ -264,7 +264,10 @@ class Elaborator:
                     self._binding(stmt, scope)
                 elif isinstance(stmt, ast.ChainStmt):
                     chain = stmt.chain
-                    value = self._expr(chain, scope, top=True)
+                    try:
+                        value = self._expr(chain, scope, top=True)
+                    except Abort:
+                        value = POISON
                     if isinstance(chain, ast.Chain) and chain.output_span is not None:
                         add_output("output", value, chain.output_span)
                     elif isinstance(value, Tensor):

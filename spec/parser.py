@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
-from lark import Lark, Token
-from lark.parsers.lalr_interactive_parser import InteractiveParser
+from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.lark import PostLex
 
 from . import codes
 from .diagnostics import Diagnostic, DiagnosticError, error
@@ -30,27 +30,30 @@ _WORDS = {
 }
 
 
-class _Brackets:
-    """Post-lexer: drops newlines inside ( ) and [ ], and bounds the nesting depth."""
+class _TooDeep(Exception):
+    def __init__(self, token: Token):
+        self.token = token
+
+
+class _Brackets(PostLex):
+    """Post-lexer: drops newlines inside ( ) and [ ], and bounds the nesting depth.
+
+    The open brackets of the current parse stay on ``stack`` so that an unexpected end of
+    file can name the bracket that was never closed.
+    """
 
     always_accept = ("_NL",)
 
-    def __init__(self, source: SourceFile):
-        self.source = source
+    def __init__(self) -> None:
         self.stack: list[Token] = []
 
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        self.stack = []
         for token in stream:
             if token.type in _OPEN:
                 self.stack.append(token)
                 if len(self.stack) > MAX_DEPTH:
-                    raise DiagnosticError([error(
-                        codes.TOO_DEEP,
-                        f"brackets nested more than {MAX_DEPTH} levels deep",
-                        self.source.span(token.start_pos, token.end_pos),
-                        "this bracket is too deep",
-                        help="split the expression with named values (`name = chain`)",
-                    )])
+                    raise _TooDeep(token)
             elif token.type in _CLOSE and self.stack and self.stack[-1].type == _CLOSE[token.type]:
                 self.stack.pop()
             if token.type == "_NL" and self.stack and self.stack[-1].type in ("LPAR", "LSQB"):
@@ -58,39 +61,46 @@ class _Brackets:
             yield token
 
 
+_BRACKETS = _Brackets()
+
+
 @lru_cache(maxsize=1)
 def _lark() -> Lark:
     grammar = (Path(__file__).parent / "grammar.lark").read_text("utf-8")
-    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+    return Lark(grammar, parser="lalr", lexer="contextual", postlex=_BRACKETS,
+                propagate_positions=True, maybe_placeholders=True)
 
 
-def parse_text(source: SourceFile):
+def parse_text(source: SourceFile) -> Tree:
     """Parse one file into a lark tree, or raise DiagnosticError with the first syntax error."""
     lark = _lark()
-    brackets = _Brackets(source)
     text = source.text if source.text.endswith("\n") else source.text + "\n"
-    parser = lark.parse_interactive(text)
     try:
-        # tokens pass through the bracket tracker before the parser sees them
-        for token in brackets.process(lark.lex(text)):
-            parser.feed_token(token)
-        line, col = source.location(len(source.text))
-        return parser.feed_eof(Token("$END", "", len(source.text), line, col))
-    except DiagnosticError:
-        raise
+        return lark.parse(text)
+    except _TooDeep as exc:
+        raise DiagnosticError([error(
+            codes.TOO_DEEP,
+            f"brackets nested more than {MAX_DEPTH} levels deep",
+            source.span(exc.token.start_pos, exc.token.end_pos),
+            "this bracket is too deep",
+            help="split the expression with named values (`name = chain`)",
+        )]) from None
     except UnexpectedInput as exc:
-        raise DiagnosticError([_translate(exc, source, brackets, parser)]) from None
+        raise DiagnosticError([_translate(exc, source, _BRACKETS.stack)]) from None
 
 
 _OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "DSLASH", "PERCENT", "POW", "COMPARE_OP", "AND", "OR"}
 
 
-def _accepted(exc: UnexpectedInput, parser: InteractiveParser) -> set[str]:
+def _accepted(exc: UnexpectedInput) -> set[str]:
     """The terminals the parser would really take here (lark's `expected` over-approximates)."""
-    try:
-        return set(parser.accepts())
-    except UnexpectedInput:
-        return set(getattr(exc, "expected", ()) or ())
+    interactive = getattr(exc, "interactive_parser", None)
+    if interactive is not None:
+        try:
+            return set(interactive.accepts())
+        except UnexpectedInput:
+            pass
+    return set(getattr(exc, "expected", ()) or ())
 
 
 def _describe(terminal: str) -> str:
@@ -116,9 +126,7 @@ def _expected_words(expected: set[str]) -> str:
     return ", ".join(words[:-1]) + " or " + words[-1]
 
 
-def _translate(
-    exc: UnexpectedInput, source: SourceFile, brackets: _Brackets, parser: InteractiveParser
-) -> Diagnostic:
+def _translate(exc: UnexpectedInput, source: SourceFile, open_brackets: list[Token]) -> Diagnostic:
     if isinstance(exc, UnexpectedCharacters):
         ch = source.text[exc.pos_in_stream] if exc.pos_in_stream < len(source.text) else ""
         return error(
@@ -129,11 +137,11 @@ def _translate(
             help=_help_for_char(ch),
         )
     token = getattr(exc, "token", None)
-    expected = _accepted(exc, parser)
+    expected = _accepted(exc)
     at_end = isinstance(exc, UnexpectedEOF) or token is None or token.type == "$END"
     if at_end:
         end = len(source.text)
-        unclosed = brackets.stack[-1] if brackets.stack else None
+        unclosed = open_brackets[-1] if open_brackets else None
         if unclosed is not None:
             span = source.span(unclosed.start_pos, unclosed.end_pos)
             return error(
@@ -158,12 +166,12 @@ def _translate(
     help_text = None
     if ("ARROW" in expected or "_NL" in expected) and token.type in ("NAME", "NUMBER", "LPAR"):
         help_text = "join chain steps with `->`, or start a new statement on a new line"
-    elif token.type == "_NL" and brackets.stack:
+    elif token.type == "_NL" and open_brackets:
         help_text = None
     elif token.type == "EQUAL" and "COMPARE_OP" in expected:
         help_text = "compare with `==`"
     elif token.type in _CLOSE:
-        help_text = "this bracket has no matching opening bracket" if not brackets.stack else None
+        help_text = "this bracket has no matching opening bracket" if not open_brackets else None
     return error(
         codes.SYNTAX,
         f"unexpected {found}",

@@ -8,6 +8,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
+from .. import codes
 from ..ir import TensorType
 from .arith import (
     AXIS_NAMES,
@@ -20,7 +21,6 @@ from .arith import (
     window_output,
 )
 from .base import Op, ShapeError, WindowStep, register
-from .. import codes
 
 Positive = Field(gt=0)
 PositiveOrTuple = IntOrTuple

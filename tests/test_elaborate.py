@@ -1,0 +1,221 @@
+"""The language's semantics: naming, expressions, branches, repetition, imports, asserts."""
+
+from __future__ import annotations
+
+import pytest
+
+import nnspec
+from nnspec.spec.diagnostics import DiagnosticError
+from nnspec.spec.ir import Graph, Program
+
+RESIDUAL = """
+block Residual(c: int, stride: int = 1) {
+    input x
+    main = x -> conv(c, 3, stride=stride, padding=1, bias=false) -> batchnorm -> relu
+             -> conv(c, 3, padding=1, bias=false) -> batchnorm
+    skip = if stride != 1 or x.channels != c {
+               x -> conv(c, 1, stride=stride, bias=false) -> batchnorm
+           } else { x }
+    main + skip -> relu -> output
+}
+"""
+
+
+def load(text: str, **kw) -> nnspec.Model:
+    return nnspec.load(text=text, **kw)
+
+
+def errors(text: str, **kw) -> list:
+    with pytest.raises(DiagnosticError) as info:
+        load(text, **kw)
+    return [d for d in info.value.diagnostics if d.severity == "error"]
+
+
+def test_course_example_conv_shape_and_count():
+    m = load("model M { input x: [3, 32, 32]\n x -> conv(10, 5, stride=1, padding=2) -> output }")
+    (node,) = m.graph.nodes
+    assert node.output.shape == (10, 32, 32)
+    assert node.param_count == 760 == (5 * 5 * 3 + 1) * 10
+
+
+def test_block_names_are_stable_module_paths():
+    m = load(RESIDUAL + """
+model Net {
+    input x: [16, 8, 8]
+    rounding floor
+    x -> Residual(16) -> Residual(32, stride=2) -> stage: Residual(32) * 2 -> output
+}""")
+    names = [n.name for n in m.graph.nodes]
+    assert names[:5] == ["residual_1.main.conv_1", "residual_1.main.batchnorm_1", "residual_1.main.relu_1",
+                         "residual_1.main.conv_2", "residual_1.main.batchnorm_2"]
+    assert "residual_1.skip.conv_1" not in names  # identity skip: no projection
+    assert "residual_2.skip.conv_1" in names  # channels change: projection
+    assert "stage.residual_1.add_1" in names and "stage.residual_2.relu_1" in names
+    assert m.graph.outputs[0].type.shape == (32, 4, 4)
+    assert m.graph.node("residual_2.skip.conv_1").params == {"weight": (32, 16, 1, 1)}
+
+
+def test_expressions_over_parameters_and_input_facts():
+    m = load("""
+block Head(k: int) {
+    input x
+    x -> conv(x.channels * 2, k, padding=(k - 1) / 2) -> conv(x.shape[1] // 2, 1) -> output
+}
+model M(width: int = 6) { input x: [3, width * 2, 12]
+    x -> Head(3) -> output }""")
+    first, second = m.graph.nodes
+    assert first.attrs["channels"] == 6 and first.attrs["padding"] == 1  # (3 - 1) / 2 is exact: an int
+    assert second.attrs["channels"] == 6 and second.output.shape == (6, 12, 12)
+
+
+def test_model_arguments_override_defaults():
+    text = "model M(classes: int = 10) { input x: [4]\n x -> linear(classes) -> output }"
+    assert load(text).graph.outputs[0].type.shape == (10,)
+    assert load(text, args={"classes": 3}).graph.outputs[0].type.shape == (3,)
+    assert load(text, args={"classes": 3}).graph.args == {"classes": 3}
+
+
+def test_rounding_floor_is_recorded_in_the_ir():
+    m = load("model M { input x: [3, 224, 224]\n rounding floor\n"
+             " x -> conv(64, 7, stride=2, padding=3) -> maxpool(3, stride=2, padding=1) -> output }")
+    conv, pool = m.graph.nodes
+    assert conv.output.shape == (64, 112, 112) and pool.output.shape == (64, 56, 56)
+    assert conv.attrs["rounding"] == "floor" and pool.attrs["rounding"] == "floor"
+
+
+def test_rounding_ceil_per_pool():
+    m = load("model M { input x: [1, 10, 10]\n x -> maxpool(3, stride=2, rounding=ceil) -> output }")
+    assert m.graph.nodes[0].output.shape == (1, 5, 5)
+
+
+def test_concat_several_outputs_and_tensor_parameters():
+    m = load("""
+block Fuse(skip: tensor) {
+    input x
+    concat(x -> conv(4, 1), skip) -> output
+}
+model M {
+    input x: [3, 8, 8]
+    features = x -> conv(8, 3, padding=same) -> relu
+    logits = features -> Fuse(features) -> global_avgpool -> flatten -> linear(2)
+    output logits, features
+}""")
+    assert [(o.name, o.type.shape) for o in m.graph.outputs] == [("logits", (2,)), ("features", (8, 8, 8))]
+    concat = next(n for n in m.graph.nodes if n.op == "concat")
+    assert concat.output.shape == (12, 8, 8)
+    # layers of `name = chain` live under `name.`: the block instance is logits.fuse_1
+    assert concat.name == "logits.fuse_1.concat_1"
+    assert concat.inputs == ("logits.fuse_1.conv_1", "features.relu_1")
+
+
+def test_if_else_chain_and_else_if():
+    text = """
+block B(mode: int) {
+    input x
+    if mode == 0 { x -> relu } else if mode == 1 { x -> tanh } else { x -> sigmoid } -> output
+}
+model M(mode: int = 0) { input x: [4]\n x -> B(mode) -> output }"""
+    for mode, op in ((0, "relu"), (1, "tanh"), (2, "sigmoid")):
+        assert [n.op for n in load(text, args={"mode": mode}).graph.nodes] == [op]
+
+
+def test_chains_over_several_lines_and_comments():
+    m = load("""
+model M {
+    input x: [2, 8, 8]   # two channels
+    y = concat(
+        x -> conv(3, 1),   # a 1x1 conv
+
+        x -> conv(5, 3, padding=1)
+    )
+    # a comment between the steps
+    y -> relu
+      # another
+      -> output
+}""")
+    assert m.graph.outputs[0].type.shape == (8, 8, 8)
+
+
+def test_budget_assertions_pass_and_fail_with_numbers():
+    ok = "model M { input x: [3, 32, 32]\n x -> conv(8, 3) -> conv(8, 3) -> output\n" \
+         " assert params < 1K and macs < 2M\n assert receptive_field >= 5 }"
+    assert load(ok).summary().receptive_field == 5
+    (diag,) = errors("model M { input x: [3, 32, 32]\n x -> conv(8, 3) -> output\n assert params < 100 }")
+    assert diag.code == "E4001" and "params = 224" in diag.notes[0]
+
+
+def test_block_assertions_check_parameters():
+    (diag,) = errors("block B(c: int) { input x\n assert c % 4 == 0\n x -> conv(c, 1) -> output }\n"
+                     "model M { input x: [3, 4, 4]\n x -> B(6) -> output }")
+    assert diag.code == "E4001" and diag.message == "assertion failed: c % 4 == 0"
+
+
+def test_errors_are_collected_without_cascades():
+    diags = errors("""
+model M {
+    input x: [3, 32, 32]
+    a = x -> conv(16, 4, stride=3) -> relu -> conv(8, 3)
+    b = x -> batchnrom
+    c = x -> conv(-1, 3)
+    a + b + c -> output
+}""")
+    assert [d.code for d in diags] == ["E2101", "E1001", "E1007"]
+    assert diags[1].help == "did you mean `batchnorm`?"
+
+
+def test_unknown_names_and_arguments_suggest():
+    (diag,) = errors("model M { input x: [3, 8, 8]\n x -> conv(4, 3, strde=2) -> output }")
+    assert diag.code == "E1004" and diag.help == "did you mean `stride`?"
+    (diag,) = errors("model M(width: int = 3) { input x: [3, 8, 8]\n x -> conv(widht, 3) -> output }")
+    assert diag.code == "E1007" and diag.message == "invalid value for `channels` of `conv`: `widht`"
+
+
+def test_recursion_is_an_error():
+    (diag,) = errors("block A { input x\n x -> A -> output }\nmodel M { input x: [1]\n x -> A -> output }")
+    assert diag.code == "E1012" and diag.notes == ("A -> A",)
+
+
+def test_unused_value_is_a_warning():
+    m = load("model M { input x: [4]\n h = x -> relu\n x -> tanh -> output }")
+    assert [w.code for w in m.warnings] == ["W0001"]
+
+
+def test_ir_round_trips_through_json():
+    m = load(RESIDUAL + "model N { input x: [8, 16, 16]\n rounding floor\n"
+             " x -> Residual(16, stride=2) -> global_avgpool -> flatten -> linear(3) -> output }")
+    program = m.program()
+    assert Program.model_validate_json(program.model_dump_json()) == program
+    assert Graph.model_validate_json(m.graph.model_dump_json()) == m.graph
+    node = m.graph.nodes[0]
+    assert node.span.line == 4 and node.span.col >= 12
+
+
+def test_imports_resolve_relative_and_reject_cycles_and_escapes(tmp_path):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "blocks.nn").write_text("block Twice { input x\n x -> relu -> relu -> output }\n")
+    (tmp_path / "main.nn").write_text('import "lib/blocks.nn"\nmodel M { input x: [2]\n x -> Twice -> output }\n')
+    assert [n.name for n in nnspec.load(tmp_path / "main.nn").graph.nodes] == ["twice_1.relu_1", "twice_1.relu_2"]
+
+    (tmp_path / "a.nn").write_text('import "b.nn"\nmodel M { input x: [2]\n x -> relu -> output }\n')
+    (tmp_path / "b.nn").write_text('import "a.nn"\n')
+    with pytest.raises(DiagnosticError) as info:
+        nnspec.load(tmp_path / "a.nn")
+    assert [d.code for d in info.value.diagnostics] == ["E3002"]
+    assert info.value.diagnostics[0].notes == ("a.nn -> b.nn -> a.nn",)
+
+    inner = tmp_path / "inner"
+    inner.mkdir()
+    (inner / "m.nn").write_text('import "../lib/blocks.nn"\nmodel M { input x: [2]\n x -> relu -> output }\n')
+    with pytest.raises(DiagnosticError) as info:
+        nnspec.load(inner / "m.nn")
+    assert [d.code for d in info.value.diagnostics] == ["E3003"]
+
+
+def test_parameter_limit_is_configurable():
+    text = "model M { input x: [100_000]\n x -> linear(10**6) -> output }"
+    (diag,) = errors(text)
+    assert diag.code == "E4002"
+    assert diag.message == "`linear_1` has 100,001,000,000 parameters"
+    assert load(text, max_params=10**15).graph.param_count == 100_000 * 10**6 + 10**6
+    (diag,) = errors("model M { input x: [10]\n x -> linear(10**12) -> output }")
+    assert diag.code == "E4002"
