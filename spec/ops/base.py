@@ -96,14 +96,20 @@ class Op(BaseModel):
 
     @classmethod
     def signature(cls) -> str:
+        """`conv(channels, kernel, stride=1, ...)`: positional arguments first, in order."""
+        names = list(cls.positional) + [n for n in cls.model_fields if n not in cls.positional]
         parts = []
-        for name, field in cls.model_fields.items():
+        for name in names:
+            field = cls.model_fields[name]
             if field.is_required():
                 parts.append(name)
+                continue
+            default = field.default
+            if isinstance(default, bool) or default is None:
+                shown = str(default).lower()
             else:
-                default = field.default
-                shown = str(default).lower() if isinstance(default, bool) else repr(default)
-                parts.append(f"{name}={shown.strip(chr(39))}")
+                shown = str(default)
+            parts.append(f"{name}={shown}")
         return f"{cls.kind}({', '.join(parts)})"
 
 
