@@ -19,6 +19,8 @@ class Symbol(str):
 
 
 def describe(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10_000:
+        return f"{value:,}"
     if isinstance(value, Symbol):
         return f"`{value}`"
     if isinstance(value, bool):
@@ -49,7 +51,7 @@ def bind_op_args(
             f"{'s' if len(op.positional) != 1 else ''} but {len(positional)} were given",
             extra.span, "extra argument",
             notes=[f"signature: {signature}"],
-            help="give it by keyword, e.g. `name=value`",
+            help=_positional_help(op, positional),
         ))
     for field, (value, arg) in zip(op.positional, positional):
         values[field] = value
@@ -71,7 +73,7 @@ def bind_op_args(
             ))
             continue
         values[arg.name] = value
-        spans[arg.name] = arg.span
+        spans[arg.name] = arg.value.span
     missing = [f for f, info in op.model_fields.items() if info.is_required() and f not in values]
     if missing:
         diags.append(error(
@@ -81,6 +83,16 @@ def bind_op_args(
             notes=[f"signature: {signature}"],
         ))
     return values, spans, diags
+
+
+def _positional_help(op: type[Op], positional: Sequence[tuple[Any, ast.Arg]]) -> str:
+    if len(op.positional) == 1 and "tuple" in str(op.model_fields[op.positional[0]].annotation):
+        values = ", ".join(describe(v) for v, _ in positional)
+        return f"several values form one tuple: `{op.kind}([{values}])`"
+    rest = [f for f in op.model_fields if f not in op.positional]
+    by_position = ", ".join(f"`{f}`" for f in op.positional) or "nothing"
+    example = f", e.g. `{rest[0]}=...`" if rest else ""
+    return f"`{op.kind}` takes {by_position} by position; give the others by keyword{example}"
 
 
 def validation_diagnostics(
@@ -147,6 +159,7 @@ def _expected(errs: list[dict[str, Any]]) -> str:
             word = err["msg"][0].lower() + err["msg"][1:]
         if len(err["loc"]) > 1 and isinstance(err["loc"][-1], int):
             word = f"{word} in every entry"
-        if word not in words:
-            words.append(word)
-    return " or ".join(words)
+        for part in word.split(" or ") if kind == "literal_error" else [word]:
+            if part not in words:
+                words.append(part)
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]

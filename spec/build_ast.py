@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lark import Token, Transformer, Tree, v_args
+from lark.exceptions import VisitError
 
 from . import ast, codes
 from .diagnostics import DiagnosticError, error
@@ -16,6 +17,10 @@ _SUFFIX = {"K": 10**3, "M": 10**6, "G": 10**9}
 def build_module(tree: Tree, source: SourceFile) -> ast.Module:
     try:
         return _Builder(source).transform(tree)
+    except VisitError as exc:  # lark wraps what a callback raises
+        if isinstance(exc.orig_exc, DiagnosticError):
+            raise exc.orig_exc from None
+        raise
     except RecursionError:
         raise DiagnosticError([error(
             codes.TOO_DEEP,

@@ -128,7 +128,7 @@ def render(diag: Diagnostic, sources: SourceMap | None = None) -> str:
             if file != current_file:
                 out.append(f"{pad}::: {file}:{line_no}")
                 current_file = file
-            expanded = text.replace("\t", " ")
+            expanded = printable(text)
             out.append(f"{str(line_no).rjust(gutter)} | {expanded}".rstrip())
             for col0, width, char, message in sorted(marks):
                 underline = " " * col0 + char * width
@@ -140,6 +140,15 @@ def render(diag: Diagnostic, sources: SourceMap | None = None) -> str:
     if diag.help:
         out.append(f"{pad} = help: {diag.help}")
     return "\n".join(out)
+
+
+def printable(text: str) -> str:
+    """One visible character per character, so carets stay aligned: tabs become spaces and
+    control characters their Unicode control pictures (U+2400 block)."""
+    return "".join(
+        " " if ch == "\t" else chr(0x2400 + ord(ch)) if ord(ch) < 0x20 else "\u2421" if ord(ch) == 0x7F else ch
+        for ch in text
+    )
 
 
 def render_all(diagnostics: Iterable[Diagnostic], sources: SourceMap | None = None) -> str:

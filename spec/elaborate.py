@@ -77,7 +77,8 @@ def join(prefix: str, name: str) -> str:
 
 
 def snake(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+    """`BasicBlock` -> `basic_block`, `ConvBNReLU` -> `conv_bn_re_lu`."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
 class Elaborator:
@@ -113,6 +114,7 @@ class Elaborator:
                                     help="declare one, e.g. `input x: [1, 28, 28]`"))
         outputs = self._body(definition, scope)
         self._check_total(definition, scope)
+        self.diags.sort(key=lambda d: (d.span.file, d.span.start) if d.span else ("", -1))
         errors = [d for d in self.diags if d.severity == "error"]
         if errors:
             raise DiagnosticError(self.diags, self.loaded.sources)
@@ -475,19 +477,25 @@ class Elaborator:
         self._unknown_layer(node.func, node.func_span, scope)
 
     def _e_Chain(self, node: ast.Chain, scope):
-        value = self._expr(node.head, scope)
+        try:
+            value = self._expr(node.head, scope)
+        except Abort:
+            value = POISON
+        if value is not POISON and not isinstance(value, Tensor):
+            self._error(codes.BAD_EXPR, f"only a tensor can flow into a layer, got {self._show(value)}",
+                        node.head.span, help="a chain starts with an input or a bound tensor value")
+            value = POISON
         for layer in node.layers:
-            if value is POISON:
-                return POISON
-            if not isinstance(value, Tensor):
-                self._error(codes.BAD_EXPR, f"only a tensor can flow into a layer, got {self._show(value)}",
-                            node.head.span, help="a chain starts with an input or a bound tensor value")
-                raise Abort
-            value = self._step(layer, value, scope)
+            # after a failure the remaining layers are still checked for errors of their own
+            # (names, arguments), but not for shapes: those would only echo the first error
+            try:
+                value = self._step(layer, value, scope)
+            except Abort:
+                value = POISON
         return value
 
     # == layers ========================================================================
-    def _step(self, step: ast.Layer, x: Tensor, scope: Scope) -> Any:
+    def _step(self, step: ast.Layer, x: Any, scope: Scope) -> Any:
         layer, label = step.layer, step.label
         if isinstance(layer, ast.BinOp) and layer.op == "*" and isinstance(layer.left, (ast.Call, ast.Name)):
             count = self._expr(layer.right, scope)
@@ -502,9 +510,9 @@ class Elaborator:
                 self._claim(inner.prefix, step.label_span)
             value: Any = x
             for _ in range(count):
+                value = self._layer(layer.left, value, None, None, inner)
                 if value is POISON:
                     return POISON
-                value = self._layer(layer.left, value, None, None, inner)
             return value
         if isinstance(layer, (ast.Call, ast.Name)):
             return self._layer(layer, x, label, step.label_span, scope)
@@ -518,39 +526,34 @@ class Elaborator:
         args = node.args if isinstance(node, ast.Call) else ()
         op = REGISTRY.get(name)
         definition = self.loaded.definitions.get(name)
-        if op is None and (definition is None or definition.kind == "model" and False):
+        if op is None and definition is None:
             self._unknown_layer(name, name_span, scope)
         positional, keywords = [], {}
         keyword_spans: dict[str, Span] = {}
         tensor_args: list[Tensor] = []
         tensor_nodes: list[ast.Expr] = []
-        poisoned = False
         takes_tensors = op is not None and op.arity is None
         for arg in args:
             value = self._arg_value(arg.value, scope, symbols=op is not None)
-            if value is POISON:
-                poisoned = True
-                continue
-            if arg.name is None and takes_tensors and isinstance(value, Tensor):
+            if arg.name is None and takes_tensors and (isinstance(value, Tensor) or value is POISON):
                 tensor_args.append(value)
                 tensor_nodes.append(arg.value)
             elif arg.name is None:
                 positional.append((value, arg))
+            elif arg.name in keywords:
+                self._error(codes.DUPLICATE, f"argument `{arg.name}` given twice", arg.span, "given again",
+                            secondary=[(keywords[arg.name][1].span, "first given here")])
             else:
-                if arg.name in keywords:
-                    self._error(codes.DUPLICATE, f"argument `{arg.name}` given twice", arg.span)
-                    poisoned = True
                 keywords[arg.name] = (value, arg)
-                keyword_spans[arg.name] = arg.span
-        if poisoned:
-            return POISON
+                keyword_spans[arg.name] = arg.name_span or arg.span
         if op is not None:
             inputs = ([x] if x is not None else []) + tensor_args
             operand_nodes = ([None] if x is not None else []) + tensor_nodes
             return self._apply(op, node, inputs, operand_nodes, positional, keywords, label, label_span, scope)
         assert definition is not None
         if definition.kind != "block":
-            self._error(codes.UNKNOWN_OP, f"`{name}` is a model, not a block", name_span,
+            self._error(codes.NOT_A_LAYER, f"`{name}` is a model, not a block", name_span, "used as a layer",
+                        secondary=[(definition.name_span, "defined as a model here")],
                         help="a model cannot be used as a layer; turn the reusable part into a `block`")
             raise Abort
         return self._block(definition, node, x, positional, keywords, keyword_spans, label, label_span, scope)
@@ -581,6 +584,8 @@ class Elaborator:
         call_span = node.span
         keyword_list = list(keywords.values()) if isinstance(keywords, dict) else []
         values, spans, diags = bind_op_args(op, call_span, positional, keyword_list)
+        if any(v is POISON for v in values.values()):
+            diags = [d for d in diags if d.code != codes.MISSING_ARG]
         if "rounding" in op.model_fields and "rounding" not in values and scope.rounding != "exact":
             values["rounding"] = scope.rounding
         for key, value in values.items():
@@ -590,12 +595,16 @@ class Elaborator:
         if diags:
             self.diags.extend(diags)
             raise Abort
+        if poisoned_args(values):
+            return POISON
         plain = {k: str(v) if isinstance(v, Symbol) else v for k, v in values.items()}
         try:
             layer = op.model_validate(plain)
         except ValidationError as exc:
             self.diags.extend(validation_diagnostics(op, exc, values, spans, call_span))
             raise Abort from None
+        if any(t is POISON for t in inputs):
+            return POISON  # the arguments are valid; the input already failed
         arity = op.arity
         if arity is not None and len(inputs) != arity or arity is None and len(inputs) < 2:
             wanted = "two or more inputs" if arity is None else f"{arity} input"
@@ -690,6 +699,12 @@ class Elaborator:
                         help="the input receives the value piped into the block; pass more tensors as "
                         "parameters of type `tensor`")
             raise Abort
+        if x is POISON:
+            probe = Scope(definition, scope.prefix, {}, {}, scope.rounding, len(self.nodes))
+            self._bind_params(definition, [(v, a.span) for v, a in positional],
+                              {k: v for k, (v, _) in keywords.items()}, node.span, probe,
+                              keyword_spans=keyword_spans)
+            return POISON
         if x is None:
             self._error(codes.BAD_EXPR, f"block `{definition.name}` needs an input", node.span,
                         help=f"apply it with `->`, e.g. `x -> {definition.name}(...)`")
@@ -708,10 +723,15 @@ class Elaborator:
         inner.names[decl.name] = x
         inner.name_spans[decl.name] = decl.span
         self.block_stack.append(definition.name)
+        first_diag = len(self.diags)
         try:
             outputs = self._body(definition, inner)
         finally:
             self.block_stack.pop()
+            where = f"in `{name}`, the `{definition.name}` used at {node.span}"
+            self.diags[first_diag:] = [
+                d.model_copy(update={"notes": (*d.notes, where)}) for d in self.diags[first_diag:]
+            ]
         if len(outputs) != 1:
             if outputs:
                 self._error(codes.BAD_EXPR, f"block `{definition.name}` has {len(outputs)} outputs; "
@@ -756,7 +776,8 @@ class Elaborator:
         for name in BUDGET_NAMES:
             if _mentions(stmt.expr, name):
                 notes.append(f"{name} = {budget[name]:,}")
-        if isinstance(stmt.expr, ast.BinOp) and isinstance(stmt.expr.right, ast.Number):
+        right = stmt.expr.right if isinstance(stmt.expr, ast.BinOp) else None
+        if isinstance(right, ast.Number) and right.text != str(right.value):
             notes.append(f"{stmt.expr.right.text} = {stmt.expr.right.value:,}")
         if scope.prefix:
             notes.append(f"in `{scope.prefix}`")
@@ -781,6 +802,13 @@ class Elaborator:
 
     def _error(self, code: str, message: str, span: Span | None, label: str = "", **kw) -> None:
         self.diags.append(error(code, message, span, label, **kw))
+
+
+def poisoned_args(values: dict[str, Any]) -> bool:
+    def bad(v: Any) -> bool:
+        return v is POISON or isinstance(v, tuple) and any(bad(i) for i in v)
+
+    return any(bad(v) for v in values.values())
 
 
 def _mentions(expr: Any, name: str) -> bool:

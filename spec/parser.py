@@ -131,7 +131,7 @@ def _translate(exc: UnexpectedInput, source: SourceFile, open_brackets: list[Tok
         ch = source.text[exc.pos_in_stream] if exc.pos_in_stream < len(source.text) else ""
         return error(
             codes.SYNTAX,
-            f"unexpected character `{ch}`" if ch.isprintable() else f"unexpected character {ch!r}",
+            f"unexpected character `{ch}`" if ch.isprintable() else f"unexpected control character U+{ord(ch):04X}",
             source.span(exc.pos_in_stream, exc.pos_in_stream + 1),
             "not part of the language",
             help=_help_for_char(ch),
@@ -170,14 +170,22 @@ def _translate(exc: UnexpectedInput, source: SourceFile, open_brackets: list[Tok
         help_text = None
     elif token.type == "EQUAL" and "COMPARE_OP" in expected:
         help_text = "compare with `==`"
-    elif token.type in _CLOSE:
-        help_text = "this bracket has no matching opening bracket" if not open_brackets else None
+    secondary = []
+    if token.type in _CLOSE:
+        top = open_brackets[-1] if open_brackets else None
+        if top is None:
+            help_text = "this bracket has no matching opening bracket"
+        elif _OPEN[top.type] != token.type:
+            line, col = source.location(top.start_pos)
+            secondary.append((source.span(top.start_pos, top.end_pos), f"this `{top.value}` is never closed"))
+            help_text = f"add `{_closing(top.value)}` to close the `{top.value}` opened at {line}:{col}"
     return error(
         codes.SYNTAX,
         f"unexpected {found}",
         source.span(start, stop),
         f"expected {_expected_words(expected)}",
         help=help_text,
+        secondary=secondary,
     )
 
 
@@ -204,6 +212,6 @@ def _help_for_char(ch: str) -> str | None:
         return 'strings use double quotes: "file.nn"'
     if ch == ";":
         return "statements end at the end of a line; no `;` is needed"
-    if ch == "\t":
-        return None
+    if ch in "→⟶":
+        return "an arrow is written `->`"
     return None

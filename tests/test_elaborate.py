@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
-import nnspec
 from nnspec.spec.diagnostics import DiagnosticError
 from nnspec.spec.ir import Graph, Program
+
+import nnspec
 
 RESIDUAL = """
 block Residual(c: int, stride: int = 1) {
@@ -172,7 +172,7 @@ def test_unknown_names_and_arguments_suggest():
 
 def test_recursion_is_an_error():
     (diag,) = errors("block A { input x\n x -> A -> output }\nmodel M { input x: [1]\n x -> A -> output }")
-    assert diag.code == "E1012" and diag.notes == ("A -> A",)
+    assert diag.code == "E1012" and diag.notes == ("A -> A", "in `a_1`, the `A` used at <string>:4:7")
 
 
 def test_unused_value_is_a_warning():

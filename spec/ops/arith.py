@@ -114,17 +114,18 @@ def _exact_fixes(
                 fixes.append(f"{padding_arg}={p} gives {span // stride + 1} exactly")
                 break
     span = size + pad[0] + pad[1] - window
-    divisors = [s for s in range(1, span + 1) if span % s == 0] if span > 0 else []
-    if divisors:
-        best = min(divisors, key=lambda s: (abs(s - stride), s))
-        if best != stride:
-            fixes.append(f"{stride_arg}={best} gives {span // best + 1} exactly")
     floor_out = span // stride + 1
     tail = f"set `rounding floor` to accept {floor_out}"
     if what.endswith("pool"):
         ceil_out = window_output(size, window, stride, pad, rounding="ceil")
         tail += f" (or `rounding=ceil` for {ceil_out})"
-    return "; or ".join(fixes + [tail])
+    fixes.append(tail)
+    divisors = [s for s in range(2, span + 1) if span % s == 0] if span > 0 else []
+    if divisors:  # changing the stride changes the architecture: the last resort
+        best = min(divisors, key=lambda s: (abs(s - stride), s))
+        if best != stride:
+            fixes.append(f"{stride_arg}={best} gives {span // best + 1} exactly")
+    return "; or ".join(fixes)
 
 
 def conv_transpose_output(
