@@ -86,13 +86,16 @@ def bind_op_args(
 
 
 def _positional_help(op: type[Op], positional: Sequence[tuple[Any, ast.Arg]]) -> str:
-    if len(op.positional) == 1 and "tuple" in str(op.model_fields[op.positional[0]].annotation):
-        values = ", ".join(describe(v) for v, _ in positional)
-        return f"several values form one tuple: `{op.kind}([{values}])`"
+    values = [describe(v) for v, _ in positional]
+    if len(op.model_fields) == 1 and "tuple" in str(op.model_fields[op.positional[0]].annotation):
+        return f"several values form one tuple: `{op.kind}([{', '.join(values)}])`"
     rest = [f for f in op.model_fields if f not in op.positional]
     by_position = ", ".join(f"`{f}`" for f in op.positional) or "nothing"
-    example = f", e.g. `{rest[0]}=...`" if rest else ""
-    return f"`{op.kind}` takes {by_position} by position; give the others by keyword{example}"
+    if not rest:
+        return f"`{op.kind}` takes {by_position} by position"
+    n = len(op.positional)
+    example = ", ".join(values[:n] + [f"{rest[0]}={values[n]}"])
+    return f"`{op.kind}` takes {by_position} by position; give the others by keyword: `{op.kind}({example})`"
 
 
 def validation_diagnostics(

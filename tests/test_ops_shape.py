@@ -171,7 +171,7 @@ def test_add_mismatch_suggests_a_projection():
     e = error("add", (64, 56, 56), (128, 28, 28))
     assert e.code == codes.ADD_MISMATCH and e.operand == 1
     assert "[64, 56, 56]" in e.message and "[128, 28, 28]" in e.message
-    assert "`conv(128, 1, stride=2)` turns [64, 56, 56] into [128, 28, 28]" in e.help
+    assert "`conv(128, 2, stride=2)` turns [64, 56, 56] into [128, 28, 28]" in e.help
     e = error("add", (64, 8, 8), (64, 8, 8), (32, 8, 8))
     assert e.operand == 2 and "`conv(64, 1)`" in e.help
     e = error("add", (64, 8, 8), (64, 3, 3))

@@ -120,8 +120,10 @@ def _exact_fixes(
         ceil_out = window_output(size, window, stride, pad, rounding="ceil")
         tail += f" (or `rounding=ceil` for {ceil_out})"
     fixes.append(tail)
-    divisors = [s for s in range(2, span + 1) if span % s == 0] if span > 0 else []
-    if divisors:  # changing the stride changes the architecture: the last resort
+    # changing the stride changes the architecture: the last resort, and only a near one
+    near = range(max(2, -(-stride // 2)), 2 * stride + 1)
+    divisors = [s for s in near if span > 0 and span % s == 0]
+    if divisors:
         best = min(divisors, key=lambda s: (abs(s - stride), s))
         if best != stride:
             fixes.append(f"{stride_arg}={best} gives {span // best + 1} exactly")

@@ -410,8 +410,7 @@ class Add(Op):
             if xi.shape != x0.shape:
                 raise ShapeError(
                     codes.ADD_MISMATCH,
-                    f"add operands differ in shape: input 0 is {x0}, input {i} is {xi}",
-                    notes=[f"input 0: {x0}", f"input {i}: {xi}"],
+                    f"shapes of the sum differ: {x0} vs {xi}",
                     help=_add_help(x0, xi),
                     operand=i,
                 )
@@ -430,9 +429,14 @@ def _add_help(x0: TensorType, xi: TensorType) -> str:
             "integer factor; use the same strides and padding on both paths"
         )
     stride = [int(r) for r in ratios]
+    # a kernel equal to the stride tiles any size the stride divides exactly:
+    # (N - S) / S + 1 = N / S, so the projection needs no rounding
     shown = stride[0] if len(set(stride)) == 1 else tuple(stride)
-    conv = f"conv({dst.shape[0]}, 1" + (f", stride={shown})" if max(stride) > 1 else ")")
-    return f"project the skip path with a 1x1 conv: `{conv}` turns {src} into {dst}"
+    if max(stride) == 1:
+        conv = f"conv({dst.shape[0]}, 1)"
+    else:
+        conv = f"conv({dst.shape[0]}, {shown}, stride={shown})"
+    return f"project the skip path with a strided conv: `{conv}` turns {src} into {dst}"
 
 
 @register
