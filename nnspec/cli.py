@@ -19,6 +19,7 @@ from nnspec.spec import codes
 from nnspec.spec.codes import CODES
 from nnspec.spec.diagnostics import Diagnostic, DiagnosticError, render_all, summary_line
 from nnspec.spec.elaborate import DEFAULT_MAX_PARAMS, Elaborator
+from nnspec.spec.passes.lint import lint
 from nnspec.spec.passes.summary import Summary, human_bytes, human_count, summarize
 
 app = typer.Typer(
@@ -85,7 +86,9 @@ def check(
     if model is not None:
         names = [model]
     elif not names:
-        _fail(DiagnosticError([_no_model(file)], loaded.sources), as_json)
+        root = loaded.sources.get(loaded.root.file)
+        empty = root is not None and not root.text.strip()
+        _fail(DiagnosticError([_no_model(file, empty)], loaded.sources), as_json)
     summaries: list[Summary] = []
     diags: list[Diagnostic] = []
     failed = False
@@ -97,7 +100,7 @@ def check(
             diags.extend(exc.diagnostics)
             failed = True
             continue
-        diags.extend(elaborator.warnings)
+        diags.extend(elaborator.warnings + lint(graph))
         summaries.append(summarize(graph))
     if as_json:
         payload: Any = [_json(s) for s in summaries]
@@ -121,10 +124,11 @@ def _for(loaded, name: str, args: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in args.items() if k in params}
 
 
-def _no_model(file: Path) -> Diagnostic:
+def _no_model(file: Path, empty: bool) -> Diagnostic:
     from nnspec.spec.diagnostics import error
 
-    return error(codes.NO_MODEL, f"`{file}` defines no model", None,
+    what = "is empty" if empty else "defines no model"
+    return error(codes.NO_MODEL, f"`{file}` {what}", None,
                  help="define one with `model Name { input x: [...] ... }`")
 
 

@@ -120,6 +120,12 @@ UNUSED = _code("W0001", "unused value", """
     counted in the summary but never reach an output. Use it or remove it.
 """)
 
+LINEAR_ON_MAP = _code("W0002", "linear on a feature map", """
+    `linear` acts on the last axis only, as torch.nn.Linear does: on [C, H, W] it mixes the
+    W values of each row and keeps C and H. That is rarely meant after convolutions or a
+    global pool; put `flatten` before the `linear` to connect every feature.
+""")
+
 # -- shapes -------------------------------------------------------------------------------
 NOT_INTEGER = _code("E2101", "output size is not an integer", """
     For a convolution or pooling window of size F, stride S and padding P over an input of

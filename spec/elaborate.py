@@ -21,6 +21,7 @@ from .diagnostics import Diagnostic, DiagnosticError, error, warning
 from .ir import Graph, GraphInput, GraphOutput, Node, ReceptiveField, TensorType
 from .loader import Loaded
 from .ops import REGISTRY, Op, ShapeError, receptive_field
+from .passes.lint import lint
 from .source import Span
 from .suggest import did_you_mean
 
@@ -88,6 +89,7 @@ class Elaborator:
         self.diags: list[Diagnostic] = []
         self.nodes: list[Node] = []
         self.node_names: set[str] = set()
+        self.label_spans: dict[str, Span] = {}
         self.counters: dict[tuple[str, str], int] = {}
         self.block_stack: list[str] = []
         self.reported_asserts: set[int] = set()
@@ -398,7 +400,11 @@ class Elaborator:
         cond = self._expr(node.cond, scope)
         if cond is POISON:
             return POISON
-        branch = node.then if self._bool(cond, node.cond.span) else node.orelse
+        if not isinstance(cond, bool):
+            self._error(codes.BAD_EXPR, f"the condition of `if` must be true or false, got {self._show(cond)}",
+                        node.cond.span, "not a condition", help="compare it, e.g. `if c > 0 { ... }`")
+            raise Abort
+        branch = node.then if cond else node.orelse
         return self._expr(branch, scope)
 
     def _e_BinOp(self, node: ast.BinOp, scope):
@@ -501,8 +507,8 @@ class Elaborator:
             count = self._expr(layer.right, scope)
             if count is POISON:
                 return POISON
-            if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_REPEAT:
-                self._error(codes.BAD_ARG, f"a repeat count must be an integer from 1 to {MAX_REPEAT}, "
+            if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_REPEAT:
+                self._error(codes.BAD_ARG, f"a repeat count must be an integer from 0 to {MAX_REPEAT}, "
                             f"got {self._show(count)}", layer.right.span)
                 raise Abort
             inner = scope.child(join(scope.prefix, label)) if label else scope
@@ -642,7 +648,7 @@ class Elaborator:
                 secondary.append((first.span, str(inputs[0].type)))
         elif exc.arg and exc.arg in spans:
             secondary = [(node.span, label)] if node.span != span else []
-            label = f"for input {shapes}"
+            label = ""
         self.diags.append(error(exc.code, exc.message, span, label, notes=exc.notes, help=exc.help,
                                 secondary=secondary))
 
@@ -661,16 +667,21 @@ class Elaborator:
 
     def _claim(self, name: str, span: Span | None) -> None:
         if name in self.node_names:
+            first = self.label_spans.get(name)
             self._error(codes.DUPLICATE, f"the name `{name}` is already used by another layer", span,
+                        "used again", secondary=[(first, "first used here")] if first else (),
                         help="labels must be unique within a model or block")
             raise Abort
         self.node_names.add(name)
+        if span is not None:
+            self.label_spans[name] = span
 
     def _limits(self, node: Node) -> None:
         if node.param_count > self.max_params:
+            shapes = ", ".join(f"{k} {list(v)}" for k, v in node.params.items())
             self._error(codes.LIMIT, f"`{node.name}` has {node.param_count:,} parameters", node.span,
-                        f"output {node.output}",
-                        notes=[f"limit: {self.max_params:,} parameters per model"],
+                        "too large",
+                        notes=[f"parameters: {shapes}", f"limit: {self.max_params:,} parameters per model"],
                         help="check the sizes; raise the limit with `--max-params` if this is meant")
             raise Abort
         if node.output.numel > MAX_ELEMENTS:
@@ -695,7 +706,8 @@ class Elaborator:
         inputs = [s for s in definition.body if isinstance(s, ast.InputDecl)]
         if len(inputs) != 1:
             self._error(codes.BAD_INPUT, f"block `{definition.name}` must declare exactly one `input`, "
-                        f"found {len(inputs)}", definition.name_span,
+                        f"found {len(inputs)}", definition.name_span, "declared here",
+                        secondary=[(node.span, "used here")],
                         help="the input receives the value piped into the block; pass more tensors as "
                         "parameters of type `tensor`")
             raise Abort
@@ -767,7 +779,7 @@ class Elaborator:
             return
         if not isinstance(result, bool):
             self._error(codes.BAD_ASSERT, f"an assertion must be true or false, got {self._show(result)}",
-                        stmt.expr.span)
+                        stmt.expr.span, "not a condition", help="compare it, e.g. `assert params < 1M`")
             return
         if result or id(stmt) in self.reported_asserts:
             return
@@ -826,7 +838,7 @@ def elaborate(loaded: Loaded, model: str, args: dict[str, Any] | None = None, *,
     """Elaborate one model; return its graph and the warnings, or raise DiagnosticError."""
     elaborator = Elaborator(loaded, max_params=max_params)
     graph = elaborator.model(model, args)
-    return graph, elaborator.warnings
+    return graph, elaborator.warnings + lint(graph)
 
 
 _ = math  # formulas in docstrings reference math; keep the import explicit for ops using it

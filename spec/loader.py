@@ -123,7 +123,8 @@ def _load_imports(module, path, display, root_dir, loaded, stack, seen, diags) -
             ))
             continue
         if target in stack:
-            cycle = " -> ".join(p.name for p in stack[stack.index(target):] + [target])
+            names = {p: os.path.relpath(p, root_dir) for p in stack + [target]}
+            cycle = " -> ".join(names[p] for p in stack[stack.index(target):] + [target])
             diags.append(error(codes.IMPORT_CYCLE, "import cycle", imp.span, "imported again here",
                                notes=[cycle], help="move the shared blocks into a file both import"))
             continue

@@ -163,6 +163,16 @@ def _translate(exc: UnexpectedInput, source: SourceFile, open_brackets: list[Tok
         stop = start + token.value.index("\n") if token.value.index("\n") else start + 1
         stop = max(stop, start + 1)
     found = _found(token)
+    keyword = _keyword_before(source, start)
+    if keyword and token.type in ("EQUAL", "ARROW", "COLON"):
+        kstart = source.text.rfind(keyword, 0, start)
+        return error(
+            codes.SYNTAX,
+            f"`{keyword}` is a keyword and cannot name a value",
+            source.span(kstart, kstart + len(keyword)),
+            "a keyword",
+            help=f"choose another name, e.g. `{keyword}_1`",
+        )
     help_text = None
     if ("ARROW" in expected or "_NL" in expected) and token.type in ("NAME", "NUMBER", "LPAR"):
         help_text = "join chain steps with `->`, or start a new statement on a new line"
@@ -187,6 +197,17 @@ def _translate(exc: UnexpectedInput, source: SourceFile, open_brackets: list[Tok
         help=help_text,
         secondary=secondary,
     )
+
+
+KEYWORDS = {"model", "block", "train", "import", "input", "output", "assert", "rounding", "if", "else",
+            "and", "or", "not", "true", "false"}
+
+
+def _keyword_before(source: SourceFile, offset: int) -> str | None:
+    """The keyword right before an offset, on the same line (`input = ...`)."""
+    line_start = source.text.rfind("\n", 0, offset) + 1
+    words = source.text[line_start:offset].split()
+    return words[-1] if len(words) == 1 and words[-1] in KEYWORDS else None
 
 
 def _found(token: Token) -> str:

@@ -143,21 +143,29 @@ def conv_transpose_output(
                 f"(N - 1)·S - 2P + d(k - 1) + output_padding + 1 = ({size} - 1)·{stride} - "
                 f"2·{padding} + {dilation}·({kernel} - 1) + {output_padding} + 1 = {out}"
             ],
-            help="reduce the padding",
+            help=_upconv_padding_help(size, kernel, stride, output_padding, dilation),
             arg="padding",
         )
     return out
 
 
+def _upconv_padding_help(size: int, kernel: int, stride: int, output_padding: int, dilation: int) -> str:
+    room = (size - 1) * stride + dilation * (kernel - 1) + output_padding
+    if room < 0:
+        return "use a larger kernel or stride"
+    largest = room // 2
+    out = room - 2 * largest + 1
+    return f"padding={largest} or less keeps the output positive (padding={largest} gives {out})"
+
+
 def check_divisible(value: int, divisor: int, what: str, by: str, arg: str | None = None) -> None:
     if divisor <= 0 or value % divisor:
-        lower = value - value % divisor if divisor > 0 else 0
+        verb = "are" if what.endswith("s") else "is"
         raise ShapeError(
             codes.DIVISIBLE,
-            f"{what} ({value}) is not divisible by {by} ({divisor})",
+            f"{what} ({value}) {verb} not divisible by {by} ({divisor})",
             notes=[f"{value} / {divisor} = {value / divisor:.2f}" if divisor else "division by 0"],
-            help=f"use {by} dividing {value}: {', '.join(str(d) for d in divisors(value)[:8])}"
-            + (f"; or {lower} channels" if lower > 0 else ""),
+            help=f"use {by} dividing {value}: {', '.join(str(d) for d in divisors(value)[:8])}",
             arg=arg,
         )
 

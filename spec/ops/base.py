@@ -72,6 +72,7 @@ class Op(BaseModel):
     positional: ClassVar[tuple[str, ...]] = ()
     arity: ClassVar[int | None] = 1  # number of tensor inputs; None: two or more
     spatial_rank: ClassVar[int | None] = None  # fixed number of spatial axes, if any
+    shown_defaults: ClassVar[dict[str, str]] = {}  # how a signature shows a derived default
 
     # -- the rules --------------------------------------------------------------------
     def infer(self, inputs: Sequence[TensorType]) -> TensorType:
@@ -105,7 +106,9 @@ class Op(BaseModel):
                 parts.append(name)
                 continue
             default = field.default
-            if isinstance(default, bool) or default is None:
+            if name in cls.shown_defaults:
+                shown = cls.shown_defaults[name]
+            elif isinstance(default, bool) or default is None:
                 shown = str(default).lower()
             else:
                 shown = str(default)

@@ -77,11 +77,17 @@ class Conv(_Windowed):
             pads = ((0, 0),) * n
         elif self.padding == "same":
             if max(stride) != 1:
+                size, k, s = x.shape[1], kernel[0], stride[0]
+                half = dilation[0] * (k - 1) // 2
+                out = (size + 2 * half - dilation[0] * (k - 1) - 1) / s + 1
+                exact = float(out).is_integer()
                 raise ShapeError(
                     codes.BAD_ARG,
                     f"padding=same needs stride 1, got stride={self.stride}",
-                    notes=["with stride S the output cannot keep the input size N; it is N / S"],
-                    help="give the padding explicitly, e.g. padding=(F - 1) / 2",
+                    notes=[f"with stride {s} the output cannot keep the input size {size}; "
+                           f"it is about N / S = {size} / {s} = {size / s:g}"],
+                    help=f"give the padding explicitly: padding={half} gives {int(out)}"
+                    + ("" if exact else " with `rounding floor`"),
                     arg="padding",
                 )
             pads = tuple(same_padding(k, d) for k, d in zip(kernel, dilation))

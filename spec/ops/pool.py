@@ -25,6 +25,7 @@ class _Pool(Op):
 
     family: ClassVar[str] = "pool"
     positional: ClassVar[tuple[str, ...]] = ("kernel",)
+    shown_defaults: ClassVar[dict[str, str]] = {"stride": "kernel"}
 
     kernel: IntOrTuple
     stride: IntOrTuple | None = None  # None: the kernel (non-overlapping windows)

@@ -120,8 +120,8 @@ class Reshape(Op):
         elif known != x.numel:
             raise ShapeError(
                 codes.RESHAPE,
-                f"{x} has {x.numel} elements, {_dims(target)} has {known}",
-                notes=[f"{product} ≠ {'·'.join(str(d) for d in target)} = {known}"],
+                f"reshape changes the number of elements: {x} has {x.numel}, {_dims(target)} has {known}",
+                notes=[f"{'·'.join(str(d) for d in target)} = {known} ≠ {x.numel}"],
                 help=f"the sizes must multiply to {x.numel}; write -1 for one of them to infer it",
                 arg="shape",
             )
@@ -162,7 +162,7 @@ class CenterCrop(Op):
                     codes.CROP,
                     f"center_crop to {want} is larger than the input {axis} {have}",
                     notes=[f"{axis}: N - n = {have} - {want} = {have - want} < 0"],
-                    help=f"crop to at most {have}, or crop the other, larger tensor instead",
+                    help=f"crop to at most {have}",
                     arg="size",
                 )
             diff = have - want
