@@ -148,7 +148,12 @@ class Conv(_Windowed):
 
 @register
 class Conv1d(Conv):
-    """Convolution over one spatial axis: [C_in, L] -> [K, L'] (see `conv`)."""
+    """Convolution over one spatial axis (the formula of `conv`).
+
+    Shape: [C_in, L] -> [K, L'] with L' = (L + 2P - F) / S + 1.
+    Params: weight [K, C_in / groups, k], bias [K].
+    MACs: K · (C_in / groups) · k · L'.
+    """
 
     kind: ClassVar[str] = "conv1d"
     spatial_rank: ClassVar[int | None] = 1
@@ -156,7 +161,12 @@ class Conv1d(Conv):
 
 @register
 class Conv2d(Conv):
-    """Convolution over two spatial axes: [C_in, H, W] -> [K, H', W'] (see `conv`)."""
+    """Convolution over two spatial axes (the formula of `conv`).
+
+    Shape: [C_in, H, W] -> [K, H', W'] with H' = (H + 2P - F) / S + 1.
+    Params: weight [K, C_in / groups, k_h, k_w], bias [K].
+    MACs: K · (C_in / groups) · k_h · k_w · H' · W'.
+    """
 
     kind: ClassVar[str] = "conv2d"
     spatial_rank: ClassVar[int | None] = 2
