@@ -10,6 +10,26 @@ from . import (
     regularization,  # noqa: F401
     shape,  # noqa: F401
 )
-from .base import GLOBAL, REGISTRY, Op, ShapeError, WindowStep, receptive_field, register
+from .base import (
+    GLOBAL,
+    REGISTRY,
+    Op,
+    ShapeError,
+    TorchCall,
+    WindowStep,
+    op_of,
+    receptive_field,
+    register,
+)
 
-__all__ = ["REGISTRY", "GLOBAL", "Op", "ShapeError", "WindowStep", "receptive_field", "register"]
+__all__ = [
+    "GLOBAL",
+    "REGISTRY",
+    "Op",
+    "ShapeError",
+    "TorchCall",
+    "WindowStep",
+    "op_of",
+    "receptive_field",
+    "register",
+]

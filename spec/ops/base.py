@@ -60,6 +60,21 @@ class WindowStep:
     stride: tuple[float, ...]
 
 
+@dataclass(frozen=True)
+class TorchCall:
+    """How one node becomes a torch module: a class and its keyword arguments.
+
+    ``cls`` is ``nn.<Name>`` for a torch.nn class, or the name of a class defined in
+    :mod:`nnspec.compiler.torch_modules`. The one call both builds the module
+    (compiler/torch_build.py) and is written into the standalone Python file
+    (compiler/torch_source.py), so the two cannot drift apart. ``kwargs`` hold plain values
+    (ints, floats, bools, strings, tuples) whose ``repr`` is valid Python.
+    """
+
+    cls: str
+    kwargs: dict[str, Any]
+
+
 GLOBAL: Literal["global"] = "global"  # the op mixes every spatial position (global pool, flatten)
 
 
@@ -90,6 +105,11 @@ class Op(BaseModel):
     def receptive_step(self, inputs: Sequence[TensorType]) -> WindowStep | Literal["global"] | None:
         """None: the op keeps each position's receptive field (elementwise, channel-wise)."""
         return None
+
+    # -- lowerings ------------------------------------------------------------------------
+    def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
+        """The torch module of this op (state_dict keys = ``param_shapes`` keys)."""
+        raise NotImplementedError(f"`{self.kind}` has no torch lowering")
 
     # -- helpers for the registry and the IR -----------------------------------------------
     def attrs(self) -> dict[str, Any]:
@@ -134,6 +154,11 @@ def receptive_field(
 
 
 REGISTRY: dict[str, type[Op]] = {}
+
+
+def op_of(kind: str, attrs: dict[str, Any]) -> Op:
+    """Rebuild an op from the IR's JSON-plain attributes (lists become tuples again)."""
+    return REGISTRY[kind].model_validate(attrs, strict=False)
 
 
 def register(cls: type[Op]) -> type[Op]:

@@ -20,7 +20,7 @@ from .arith import (
     same_padding,
     window_output,
 )
-from .base import Op, ShapeError, WindowStep, register
+from .base import Op, ShapeError, TorchCall, WindowStep, register
 
 Positive = Field(gt=0)
 PositiveOrTuple = IntOrTuple
@@ -145,6 +145,21 @@ class Conv(_Windowed):
             window=tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation)), stride=stride
         )
 
+    def _torch_padding(self, pads: tuple[tuple[int, int], ...]) -> tuple[int, ...] | str:
+        # torch takes one padding per axis; only `same` with an even window is asymmetric
+        if all(before == after for before, after in pads):
+            return tuple(before for before, _ in pads)
+        return "same"
+
+    def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
+        (x,) = inputs
+        n, kernel, stride, dilation, pads = self._axes(x)
+        return TorchCall(f"nn.Conv{n}d", {
+            "in_channels": x.shape[0], "out_channels": self.channels, "kernel_size": kernel,
+            "stride": stride, "padding": self._torch_padding(pads), "dilation": dilation,
+            "groups": self.groups, "bias": self.bias,
+        })
+
 
 @register
 class Conv1d(Conv):
@@ -204,6 +219,15 @@ class SeparableConv(Conv):
         positions = math.prod(output.shape[1:])
         c = x.shape[0]
         return c * math.prod(kernel) * positions + self.channels * c * positions
+
+    def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
+        (x,) = inputs
+        _, kernel, stride, dilation, pads = self._axes(x)
+        return TorchCall("SeparableConv", {
+            "in_channels": x.shape[0], "out_channels": self.channels, "kernel_size": kernel,
+            "stride": stride, "padding": self._torch_padding(pads), "dilation": dilation,
+            "bias": self.bias,
+        })
 
 
 @register
@@ -287,3 +311,12 @@ class UpConv(_Windowed):
             -(-(d * (k - 1) + 1) // s) for k, s, d in zip(v["kernel"], v["stride"], v["dilation"])
         )
         return WindowStep(window=window, stride=tuple(1 / s for s in v["stride"]))
+
+    def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
+        (x,) = inputs
+        n, v = self._axes(x)
+        return TorchCall(f"nn.ConvTranspose{n}d", {
+            "in_channels": x.shape[0], "out_channels": self.channels, "kernel_size": v["kernel"],
+            "stride": v["stride"], "padding": v["padding"], "output_padding": v["output_padding"],
+            "groups": self.groups, "bias": self.bias, "dilation": v["dilation"],
+        })

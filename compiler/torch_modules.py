@@ -1,0 +1,140 @@
+"""Small torch modules for ops that torch.nn has no class for.
+
+This file imports only torch: the standalone model files written by `nnspec compile --emit
+torch` copy the classes they use from here verbatim, so keep each class self-contained.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Add(nn.Module):
+    """Elementwise sum of two or more tensors of one shape (a residual connection)."""
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        out = xs[0]
+        for x in xs[1:]:
+            out = out + x
+        return out
+
+
+class Concat(nn.Module):
+    """Concatenation along one axis (``dim`` counts the batch axis)."""
+
+    def __init__(self, dim: int = 1):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        return torch.cat(xs, dim=self.dim)
+
+
+class Reshape(nn.Module):
+    """Reshape every sample to ``shape`` (the batch axis is kept)."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__()
+        self.shape = tuple(shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], *self.shape)
+
+
+class CenterCrop(nn.Module):
+    """Remove ``crop[i] = (before, after)`` positions from spatial axis i."""
+
+    def __init__(self, crop: tuple[tuple[int, int], ...]):
+        super().__init__()
+        self.crop = tuple(tuple(p) for p in crop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        index = [slice(None), slice(None)]
+        for before, after in self.crop:
+            index.append(slice(before, x.shape[len(index)] - after))
+        return x[tuple(index)]
+
+
+class Pad(nn.Module):
+    """Pad spatial axes by ``pads[i] = (before, after)``: constant, reflect or replicate."""
+
+    def __init__(self, pads: tuple[tuple[int, int], ...], mode: str = "constant", value: float = 0.0):
+        super().__init__()
+        self.pads = tuple(tuple(p) for p in pads)
+        self.mode = mode
+        self.value = value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat: list[int] = []
+        for before, after in reversed(self.pads):  # F.pad starts from the last axis
+            flat += [before, after]
+        if self.mode == "constant":
+            return F.pad(x, flat, mode="constant", value=self.value)
+        return F.pad(x, flat, mode=self.mode)
+
+
+class Maxout(nn.Module):
+    """Max over groups of ``k`` consecutive channels: [B, C, ...] -> [B, C/k, ...]."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.k = k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c = x.shape[0], x.shape[1]
+        return x.reshape(b, c // self.k, self.k, *x.shape[2:]).amax(dim=2)
+
+
+class SeparableConv(nn.Module):
+    """Depthwise convolution (groups = C_in) followed by a pointwise 1x1 convolution."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: tuple[int, ...],
+                 stride: tuple[int, ...], padding: tuple[int, ...] | str,
+                 dilation: tuple[int, ...], bias: bool):
+        super().__init__()
+        conv = nn.Conv1d if len(kernel_size) == 1 else nn.Conv2d
+        ones = (1,) * len(kernel_size)
+        self.depthwise = conv(in_channels, in_channels, kernel_size, stride=stride, padding=padding,
+                              dilation=dilation, groups=in_channels, bias=bias)
+        self.pointwise = conv(in_channels, out_channels, ones, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pointwise(self.depthwise(x))
+
+
+class _SelectStep:
+    """Mixin for nn.RNN / nn.LSTM / nn.GRU (batch_first): return every step, or the last.
+
+    ``select="last"`` returns the final hidden state of the last layer, both directions
+    concatenated ([B, H·dirs]); for a bidirectional net this differs from ``output[:, -1]``.
+    """
+
+    select: str
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        output, state = super().forward(x)  # type: ignore[misc]
+        if self.select == "sequence":
+            return output
+        h_n = state[0] if isinstance(state, tuple) else state
+        directions = 2 if self.bidirectional else 1  # type: ignore[attr-defined]
+        return torch.cat(tuple(h_n[-directions:]), dim=-1)
+
+
+class RNN(_SelectStep, nn.RNN):
+    def __init__(self, *args, select: str = "last", **kwargs):
+        super().__init__(*args, batch_first=True, **kwargs)
+        self.select = select
+
+
+class LSTM(_SelectStep, nn.LSTM):
+    def __init__(self, *args, select: str = "last", **kwargs):
+        super().__init__(*args, batch_first=True, **kwargs)
+        self.select = select
+
+
+class GRU(_SelectStep, nn.GRU):
+    def __init__(self, *args, select: str = "last", **kwargs):
+        super().__init__(*args, batch_first=True, **kwargs)
+        self.select = select
