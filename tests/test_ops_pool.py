@@ -169,7 +169,7 @@ def test_signature_and_positional():
     assert REGISTRY["maxpool"].positional == ("kernel",)
     assert REGISTRY["adaptive_avgpool"].positional == ("size",)
     assert REGISTRY["maxpool"].signature() == (
-        "maxpool(kernel, stride=none, padding=0, rounding=exact, dilation=1)"
+        "maxpool(kernel, stride=kernel, padding=0, rounding=exact, dilation=1)"
     )
     assert "count_include_pad=true" in REGISTRY["avgpool"].signature()
 

@@ -14,19 +14,30 @@ from pydantic import Field
 from .. import codes
 from ..ir import TensorType
 from .arith import check_divisible
-from .base import Op, ShapeError, register
+from .base import Op, ShapeError, TorchCall, register
 
 _CONTRACT = "\n\n    Shape: [*] -> [*], unchanged.\n    Params: none.\n    MACs: 0 (not counted).\n"
 
 
 class _Elementwise(Op):
-    """An elementwise activation y = f(x): the shape is kept, nothing is learned."""
+    """An elementwise activation y = f(x): the shape is kept, nothing is learned.
+
+    A row of the table lowers to ``torch_cls`` with ``torch_args`` (torch keyword -> the
+    attribute it takes its value from).
+    """
 
     family: ClassVar[str] = "activation"
+    torch_cls: ClassVar[str] = ""
+    torch_args: ClassVar[dict[str, str]] = {}
 
     def infer(self, inputs: Sequence[TensorType]) -> TensorType:
         (x,) = inputs
         return x
+
+    def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
+        if not self.torch_cls:
+            return super().torch_call(inputs)
+        return TorchCall(self.torch_cls, {k: getattr(self, a) for k, a in self.torch_args.items()})
 
 
 def _row(cls: type[_Elementwise]) -> type[_Elementwise]:
@@ -42,6 +53,7 @@ class ReLU(_Elementwise):
     """relu(x) = max(0, x)"""
 
     kind: ClassVar[str] = "relu"
+    torch_cls: ClassVar[str] = "nn.ReLU"
 
 
 @_row
@@ -49,6 +61,7 @@ class Sigmoid(_Elementwise):
     """sigmoid(x) = σ(x) = 1 / (1 + e^(-x)); σ'(x) = σ(x)·(1 - σ(x))"""
 
     kind: ClassVar[str] = "sigmoid"
+    torch_cls: ClassVar[str] = "nn.Sigmoid"
 
 
 @_row
@@ -56,6 +69,7 @@ class Tanh(_Elementwise):
     """tanh(x) = (e^x - e^(-x)) / (e^x + e^(-x)) = 2σ(2x) - 1; tanh'(x) = 1 - tanh²(x)"""
 
     kind: ClassVar[str] = "tanh"
+    torch_cls: ClassVar[str] = "nn.Tanh"
 
 
 @_row
@@ -64,6 +78,8 @@ class GELU(_Elementwise):
     approximate=tanh: x/2·(1 + tanh(√(2/π)·(x + 0.044715·x³)))"""
 
     kind: ClassVar[str] = "gelu"
+    torch_cls: ClassVar[str] = "nn.GELU"
+    torch_args: ClassVar[dict[str, str]] = {"approximate": "approximate"}
     approximate: Literal["none", "tanh"] = "none"
 
 
@@ -72,6 +88,8 @@ class ELU(_Elementwise):
     """elu(x) = x if x > 0 else alpha·(e^x - 1)"""
 
     kind: ClassVar[str] = "elu"
+    torch_cls: ClassVar[str] = "nn.ELU"
+    torch_args: ClassVar[dict[str, str]] = {"alpha": "alpha"}
     positional: ClassVar[tuple[str, ...]] = ("alpha",)
     alpha: float = 1.0
 
@@ -81,6 +99,8 @@ class LeakyReLU(_Elementwise):
     """leaky_relu(x) = x if x > 0 else alpha·x"""
 
     kind: ClassVar[str] = "leaky_relu"
+    torch_cls: ClassVar[str] = "nn.LeakyReLU"
+    torch_args: ClassVar[dict[str, str]] = {"negative_slope": "alpha"}
     positional: ClassVar[tuple[str, ...]] = ("alpha",)
     alpha: float = Field(default=0.01, ge=0)
 
@@ -114,6 +134,9 @@ class PReLU(_Elementwise):
     def param_shapes(self, inputs: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
         return {"weight": (inputs[0].shape[0] if self.per_channel else 1,)}
 
+    def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
+        return TorchCall("nn.PReLU", {"num_parameters": self.param_shapes(inputs)["weight"][0]})
+
 
 class _OverAxis(_Elementwise):
     """Shared by softmax and log_softmax: one axis of the per-sample shape, negative allowed."""
@@ -138,6 +161,11 @@ class _OverAxis(_Elementwise):
         self.resolved_axis(x)
         return x
 
+    def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
+        self.resolved_axis(inputs[0])
+        # the batch axis comes first: a per-sample axis a >= 0 is torch's a + 1
+        return TorchCall(self.torch_cls, {"dim": self.axis + 1 if self.axis >= 0 else self.axis})
+
 
 @register
 class Softmax(_OverAxis):
@@ -153,6 +181,7 @@ class Softmax(_OverAxis):
     """
 
     kind: ClassVar[str] = "softmax"
+    torch_cls: ClassVar[str] = "nn.Softmax"
 
 
 @register
@@ -168,6 +197,7 @@ class LogSoftmax(_OverAxis):
     """
 
     kind: ClassVar[str] = "log_softmax"
+    torch_cls: ClassVar[str] = "nn.LogSoftmax"
 
 
 @register
@@ -196,3 +226,6 @@ class Maxout(Op):
             )
         check_divisible(x.shape[0], self.k, "channels", "k", arg="k")
         return TensorType(shape=(x.shape[0] // self.k, *x.shape[1:]), dtype=x.dtype)
+
+    def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
+        return TorchCall("Maxout", {"k": self.k})

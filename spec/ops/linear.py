@@ -14,7 +14,7 @@ from pydantic import Field
 
 from .. import codes
 from ..ir import TensorType
-from .base import Op, ShapeError, register
+from .base import Op, ShapeError, TorchCall, register
 
 
 def expect_float(x: TensorType, what: str) -> None:
@@ -70,6 +70,12 @@ class Linear(Op):
         (x,) = inputs
         return x.shape[-1] * self.features * math.prod(x.shape[:-1])
 
+    def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
+        (x,) = inputs
+        return TorchCall("nn.Linear", {
+            "in_features": x.shape[-1], "out_features": self.features, "bias": self.bias,
+        })
+
 
 @register
 class Embedding(Op):
@@ -117,3 +123,8 @@ class Embedding(Op):
 
     def param_shapes(self, inputs: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
         return {"weight": (self.num, self.dim)}
+
+    def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
+        return TorchCall("nn.Embedding", {
+            "num_embeddings": self.num, "embedding_dim": self.dim, "padding_idx": self.padding_idx,
+        })

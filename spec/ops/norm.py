@@ -18,7 +18,7 @@ from pydantic import Field
 from .. import codes
 from ..ir import TensorType
 from .arith import check_divisible, expect_rank
-from .base import Op, ShapeError, register
+from .base import Op, ShapeError, TorchCall, register
 
 
 class _Norm(Op):
@@ -69,6 +69,13 @@ class BatchNorm(_Norm):
         c = inputs[0].shape[0]
         return {"running_mean": (c,), "running_var": (c,), "num_batches_tracked": ()}
 
+    def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
+        (x,) = inputs
+        return TorchCall(f"nn.BatchNorm{max(x.rank - 1, 1)}d", {
+            "num_features": x.shape[0], "eps": self.eps, "momentum": self.momentum,
+            "affine": self.affine,
+        })
+
 
 @register
 class LayerNorm(_Norm):
@@ -114,6 +121,12 @@ class LayerNorm(_Norm):
         shape = self.normalized_shape(inputs[0])
         return {"weight": shape, "bias": shape} if self.affine else {}
 
+    def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
+        return TorchCall("nn.LayerNorm", {
+            "normalized_shape": self.normalized_shape(inputs[0]), "eps": self.eps,
+            "elementwise_affine": self.affine,
+        })
+
 
 @register
 class InstanceNorm(_Norm):
@@ -130,6 +143,12 @@ class InstanceNorm(_Norm):
     kind: ClassVar[str] = "instancenorm"
 
     affine: bool = False
+
+    def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
+        (x,) = inputs
+        return TorchCall(f"nn.InstanceNorm{x.rank - 1}d", {
+            "num_features": x.shape[0], "eps": self.eps, "affine": self.affine,
+        })
 
 
 @register
@@ -157,3 +176,9 @@ class GroupNorm(_Norm):
         x = super().infer(inputs)
         check_divisible(x.shape[0], self.groups, "channels", "groups", arg="groups")
         return x
+
+    def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
+        return TorchCall("nn.GroupNorm", {
+            "num_groups": self.groups, "num_channels": inputs[0].shape[0], "eps": self.eps,
+            "affine": self.affine,
+        })

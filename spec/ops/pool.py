@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from .. import codes
 from ..ir import TensorType
 from .arith import AXIS_NAMES, IntOrTuple, expect_rank, per_axis, window_output
-from .base import GLOBAL, Op, ShapeError, WindowStep, register
+from .base import GLOBAL, Op, ShapeError, TorchCall, WindowStep, register
 
 Rounding = Literal["exact", "floor", "ceil"]
 _LAYOUT = {2: "[C, L]", 3: "[C, H, W]"}
@@ -77,6 +77,11 @@ class _Pool(Op):
         window = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation, strict=True))
         return WindowStep(window=window, stride=stride)
 
+    def _torch_kwargs(self, x: TensorType) -> dict[str, Any]:
+        """kernel_size, stride (the kernel when None), padding; exact and floor: ceil_mode off."""
+        _, kernel, stride, _, padding = self._axes(x)
+        return {"kernel_size": kernel, "stride": stride, "padding": padding}
+
 
 @register
 class MaxPool(_Pool):
@@ -98,6 +103,13 @@ class MaxPool(_Pool):
     def _dilation(self) -> IntOrTuple:
         return self.dilation
 
+    def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
+        (x,) = inputs
+        _, _, _, dilation, _ = self._axes(x)
+        return TorchCall(f"nn.MaxPool{x.rank - 1}d", {
+            **self._torch_kwargs(x), "dilation": dilation, "ceil_mode": self.rounding == "ceil",
+        })
+
 
 @register
 class AvgPool(_Pool):
@@ -118,11 +130,19 @@ class AvgPool(_Pool):
         _, kernel, *_ = self._axes(inputs[0])
         return math.prod(kernel) * output.numel
 
+    def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
+        (x,) = inputs
+        return TorchCall(f"nn.AvgPool{x.rank - 1}d", {
+            **self._torch_kwargs(x), "ceil_mode": self.rounding == "ceil",
+            "count_include_pad": self.count_include_pad,
+        })
+
 
 class _GlobalPool(Op):
     """Shared by the global pools: one value per channel, spatial axes kept with size 1."""
 
     family: ClassVar[str] = "pool"
+    torch_cls: ClassVar[str] = ""  # nn.<torch_cls>{1,2}d(1)
 
     def infer(self, inputs: Sequence[TensorType]) -> TensorType:
         (x,) = inputs
@@ -131,6 +151,10 @@ class _GlobalPool(Op):
 
     def receptive_step(self, inputs: Sequence[TensorType]) -> Literal["global"]:
         return GLOBAL
+
+    def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
+        n = _spatial(self.kind, inputs[0])
+        return TorchCall(f"nn.{self.torch_cls}{n}d", {"output_size": 1})
 
 
 @register
@@ -143,6 +167,7 @@ class GlobalAvgPool(_GlobalPool):
     """
 
     kind: ClassVar[str] = "global_avgpool"
+    torch_cls: ClassVar[str] = "AdaptiveAvgPool"
 
     def macs(self, inputs: Sequence[TensorType], output: TensorType) -> int:
         return inputs[0].numel
@@ -158,6 +183,7 @@ class GlobalMaxPool(_GlobalPool):
     """
 
     kind: ClassVar[str] = "global_maxpool"
+    torch_cls: ClassVar[str] = "AdaptiveMaxPool"
 
 
 def adaptive_windows(size: int, out: int) -> list[tuple[int, int]]:
@@ -191,6 +217,10 @@ class AdaptiveAvgPool(Op):
     def infer(self, inputs: Sequence[TensorType]) -> TensorType:
         (x,) = inputs
         return TensorType(shape=(x.shape[0], *self._sizes(x)))
+
+    def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
+        (x,) = inputs
+        return TorchCall(f"nn.AdaptiveAvgPool{x.rank - 1}d", {"output_size": self._sizes(x)})
 
     def macs(self, inputs: Sequence[TensorType], output: TensorType) -> int:
         (x,) = inputs

@@ -25,7 +25,7 @@ from pydantic import Field
 
 from ..ir import TensorType
 from .arith import expect_rank
-from .base import Op, register
+from .base import Op, TorchCall, register
 from .linear import expect_float
 
 
@@ -35,6 +35,7 @@ class _Recurrent(Op):
     family: ClassVar[str] = "recurrent"
     positional: ClassVar[tuple[str, ...]] = ("hidden", "layers")
     gates: ClassVar[int] = 1
+    torch_cls: ClassVar[str] = ""  # the batch-first wrapper in compiler/torch_modules.py
 
     hidden: int = Field(gt=0)
     layers: int = Field(default=1, gt=0)
@@ -76,6 +77,13 @@ class _Recurrent(Op):
         )
         return x.shape[0] * per_step
 
+    def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
+        (x,) = inputs
+        return TorchCall(self.torch_cls, {
+            "input_size": x.shape[1], "hidden_size": self.hidden, "num_layers": self.layers,
+            "bias": self.bias, "bidirectional": self.bidirectional, "select": self.select,
+        })
+
 
 @register
 class RNN(_Recurrent):
@@ -91,8 +99,13 @@ class RNN(_Recurrent):
 
     kind: ClassVar[str] = "rnn"
     gates: ClassVar[int] = 1
+    torch_cls: ClassVar[str] = "RNN"
 
     nonlinearity: Literal["tanh", "relu"] = "tanh"
+
+    def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
+        call = super().torch_call(inputs)
+        return TorchCall(call.cls, {**call.kwargs, "nonlinearity": self.nonlinearity})
 
 
 @register
@@ -116,6 +129,7 @@ class LSTM(_Recurrent):
 
     kind: ClassVar[str] = "lstm"
     gates: ClassVar[int] = 4
+    torch_cls: ClassVar[str] = "LSTM"
 
 
 @register
@@ -138,3 +152,4 @@ class GRU(_Recurrent):
 
     kind: ClassVar[str] = "gru"
     gates: ClassVar[int] = 3
+    torch_cls: ClassVar[str] = "GRU"

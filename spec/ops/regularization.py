@@ -13,7 +13,7 @@ from pydantic import Field
 
 from ..ir import TensorType
 from .arith import expect_rank
-from .base import Op, register
+from .base import Op, TorchCall, register
 
 
 @register
@@ -31,12 +31,16 @@ class Dropout(Op):
     kind: ClassVar[str] = "dropout"
     family: ClassVar[str] = "regularization"
     positional: ClassVar[tuple[str, ...]] = ("p",)
+    torch_cls: ClassVar[str] = "nn.Dropout"
 
     p: float = Field(default=0.5, ge=0, lt=1)
 
     def infer(self, inputs: Sequence[TensorType]) -> TensorType:
         (x,) = inputs
         return x
+
+    def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
+        return TorchCall(self.torch_cls, {"p": self.p})
 
 
 @register
@@ -53,6 +57,7 @@ class Dropout2d(Dropout):
     """
 
     kind: ClassVar[str] = "dropout2d"
+    torch_cls: ClassVar[str] = "nn.Dropout2d"
 
     def infer(self, inputs: Sequence[TensorType]) -> TensorType:
         (x,) = inputs

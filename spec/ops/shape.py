@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from .. import codes
 from ..ir import TensorType
 from .arith import AXIS_NAMES, IntOrTuple, expect_rank, fmt, per_axis
-from .base import GLOBAL, Op, ShapeError, WindowStep, register
+from .base import GLOBAL, Op, ShapeError, TorchCall, WindowStep, register
 
 _LAYOUT = {2: "[C, L]", 3: "[C, H, W]"}
 
@@ -68,6 +68,11 @@ class Flatten(Op):
         (x,) = inputs
         merged = x.rank - _axis(self.start, x.rank, self.kind, "start")
         return GLOBAL if merged >= 2 else None  # merging axes leaves no spatial axis
+
+    def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
+        (x,) = inputs
+        start = _axis(self.start, x.rank, self.kind, "start")
+        return TorchCall("nn.Flatten", {"start_dim": start + 1})  # the batch axis comes first
 
 
 @register
@@ -130,6 +135,9 @@ class Reshape(Op):
     def receptive_step(self, inputs: Sequence[TensorType]) -> Literal["global"] | None:
         return None if self.infer(inputs).shape == inputs[0].shape else GLOBAL
 
+    def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
+        return TorchCall("Reshape", {"shape": self.infer(inputs).shape})  # the -1 resolved
+
 
 @register
 class CenterCrop(Op):
@@ -173,6 +181,9 @@ class CenterCrop(Op):
         (x,) = inputs
         sizes = (h - a - b for h, (a, b) in zip(x.shape[1:], self.crop_pairs(x), strict=True))
         return TensorType(shape=(x.shape[0], *sizes), dtype=x.dtype)
+
+    def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
+        return TorchCall("CenterCrop", {"crop": self.crop_pairs(inputs[0])})
 
 
 @register
@@ -239,6 +250,11 @@ class Pad(Op):
         (x,) = inputs
         sizes = (h + a + b for h, (a, b) in zip(x.shape[1:], self.padding_pairs(x), strict=True))
         return TensorType(shape=(x.shape[0], *sizes), dtype=x.dtype)
+
+    def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
+        return TorchCall("Pad", {
+            "pads": self.padding_pairs(inputs[0]), "mode": self.mode, "value": self.value,
+        })
 
 
 _MODE_RANK = {"linear": 2, "bilinear": 3, "bicubic": 3}  # nearest takes either
@@ -319,6 +335,14 @@ class Upsample(Op):
         scales = self._scales(inputs[0])
         return WindowStep(window=(1,) * len(scales), stride=tuple(1 / s for s in scales))
 
+    def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
+        kwargs: dict[str, Any] = {
+            "scale_factor": tuple(float(s) for s in self._scales(inputs[0])), "mode": self.mode,
+        }
+        if self.mode != "nearest":
+            kwargs["align_corners"] = self.align_corners
+        return TorchCall("nn.Upsample", kwargs)
+
 
 @register
 class Concat(Op):
@@ -370,6 +394,9 @@ class Concat(Op):
         total = sum(x.shape[axis] for x in inputs)
         return TensorType(shape=(*x0.shape[:axis], total, *x0.shape[axis + 1 :]), dtype=x0.dtype)
 
+    def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
+        return TorchCall("Concat", {"dim": _axis(self.axis, inputs[0].rank, self.kind, "axis") + 1})
+
 
 def _concat_help(x0: TensorType, xi: TensorType, axis: int, bad: int) -> str:
     if bad == 0:
@@ -416,6 +443,9 @@ class Add(Op):
                 )
         return x0
 
+    def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
+        return TorchCall("Add", {})
+
 
 def _add_help(x0: TensorType, xi: TensorType) -> str:
     if x0.rank != xi.rank or x0.rank < 2:
@@ -454,3 +484,6 @@ class Identity(Op):
     def infer(self, inputs: Sequence[TensorType]) -> TensorType:
         (x,) = inputs
         return x
+
+    def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
+        return TorchCall("nn.Identity", {})
