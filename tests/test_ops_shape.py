@@ -92,7 +92,7 @@ def test_reshape_errors_carry_the_numbers():
     e = error("reshape", (16, 5, 5), shape=(10, 50))
     assert e.code == codes.RESHAPE and e.arg == "shape"
     assert e.message == "reshape changes the number of elements: [16, 5, 5] has 400, [10, 50] has 500"
-    assert "16·5·5 = 400" in e.notes[0] and "10·50 = 500" in e.notes[0]
+    assert e.notes[0] == "10·50 = 500 ≠ 400"
     e = error("reshape", (16, 5, 5), shape=(-1, 3))
     assert e.code == codes.RESHAPE and "400" in e.message and "3" in e.message
     assert error("reshape", (4,), shape=(-1, -1)).code == codes.BAD_ARG
