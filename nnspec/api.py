@@ -12,6 +12,8 @@ from nnspec.spec.elaborate import DEFAULT_MAX_PARAMS, elaborate
 from nnspec.spec.ir import Graph, Program, SourceInfo
 from nnspec.spec.loader import Loaded, load_file, load_text
 from nnspec.spec.passes.summary import Summary, summarize
+from nnspec.spec.recipe import elaborate_recipe, find_recipe
+from nnspec.spec.recipe_ir import Recipe
 
 
 @dataclass
@@ -76,3 +78,23 @@ def load(
         model = names[0]
     graph, warnings = elaborate(loaded, model, args, max_params=max_params)
     return Model(graph, loaded, warnings)
+
+
+def load_recipe(
+    path: str | os.PathLike[str] | None = None,
+    name: str | None = None,
+    *,
+    text: str | None = None,
+    max_params: int = DEFAULT_MAX_PARAMS,
+) -> tuple[Model, Recipe]:
+    """Parse a spec file (or ``text``) and check one `train` recipe against its model.
+
+    ``name`` is the recipe's name (`train Model as name`, else the model's name); it may be
+    left out when the file has one recipe. The model is elaborated with the recipe's
+    arguments; ``Model.warnings`` holds the model's and the recipe's warnings. Raises
+    :class:`DiagnosticError` when the spec or the recipe is invalid.
+    """
+    loaded = open_spec(path, text=text)
+    train = find_recipe(loaded, name)
+    graph, recipe, warnings = elaborate_recipe(loaded, train, max_params=max_params)
+    return Model(graph, loaded, warnings), recipe

@@ -19,8 +19,10 @@ from nnspec.spec import codes
 from nnspec.spec.codes import CODES
 from nnspec.spec.diagnostics import Diagnostic, DiagnosticError, render_all, summary_line
 from nnspec.spec.elaborate import DEFAULT_MAX_PARAMS, Elaborator
+from nnspec.spec.ir import Graph
 from nnspec.spec.passes.lint import lint
 from nnspec.spec.passes.summary import Summary, human_bytes, human_count, summarize
+from nnspec.spec.recipe import check_recipes
 
 app = typer.Typer(
     name="nnspec",
@@ -72,7 +74,8 @@ def check(
     set_: Annotated[list[str], typer.Option("--set", help="model argument, name=value (repeatable)")] = [],  # noqa: B006
     max_params: Annotated[int, typer.Option("--max-params", min=1, help="parameter limit per model")] = DEFAULT_MAX_PARAMS,
 ) -> None:
-    """Parse, elaborate and summarise: shapes, parameters, MACs, receptive field, memory."""
+    """Parse, elaborate and summarise: shapes, parameters, MACs, receptive field, memory;
+    then check every `train` recipe of the file against its model."""
     try:
         args = parse_assignments(set_)
     except UsageError as exc:
@@ -91,6 +94,7 @@ def check(
         _fail(DiagnosticError([_no_model(file, empty)], loaded.sources), as_json)
     summaries: list[Summary] = []
     diags: list[Diagnostic] = []
+    graphs: dict[str, Graph | None] = {}  # as elaborated (None: failed); recipes reuse them
     failed = False
     for name in names:
         elaborator = Elaborator(loaded, max_params=max_params)
@@ -99,21 +103,31 @@ def check(
         except DiagnosticError as exc:
             diags.extend(exc.diagnostics)
             failed = True
+            graphs[name] = None
             continue
+        graphs[name] = graph
         diags.extend(elaborator.warnings + lint(graph))
         summaries.append(summarize(graph))
+    recipes, recipe_diags = check_recipes(loaded, {} if args else graphs, model=model,
+                                          max_params=max_params)
+    diags.extend(recipe_diags)
+    failed = failed or any(d.severity == "error" for d in recipe_diags)
     if as_json:
         payload: Any = [_json(s) for s in summaries]
         if len(names) == 1:
             payload = payload[0] if payload else {"model": names[0]}
+        if diags or loaded.root.trains:
+            payload = payload if isinstance(payload, dict) else {"models": payload}
+        if loaded.root.trains:
+            payload["recipes"] = [r.model_dump(mode="json") for r in recipes]
         if diags:
-            target = payload if isinstance(payload, dict) else {"models": payload}
-            target["diagnostics"] = [_diag_json(d) for d in diags]
-            payload = target
+            payload["diagnostics"] = [_diag_json(d) for d in diags]
         out.print(json.dumps(payload, indent=2), markup=False)
     else:
         for summary in summaries:
             _table(summary)
+        for recipe in recipes:
+            out.print(recipe.describe(), markup=False)
     _print_diagnostics(diags, loaded.sources)
     raise typer.Exit(1 if failed else 0)
 

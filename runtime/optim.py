@@ -1,13 +1,12 @@
 """Optimisation (course, lectures 5-6): optimizers, learning-rate schedules, penalties,
 max-norm constraints and gradient clipping.
 
-Schedules are pure functions of the epoch, so a resumed run sets exactly the learning rate
-an uninterrupted run had: there is no scheduler state to save.
+Learning-rate schedules live in the recipe IR (`ScheduleSpec.lr`): a pure function of the
+epoch, so a resumed run sets exactly the learning rate an uninterrupted run had.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -15,7 +14,6 @@ import torch
 from torch import nn
 
 OPTIMIZERS = ("gd", "sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
-SCHEDULES = ("inverse_time", "step", "exponential", "inverse_sqrt", "cosine", "warmup")
 
 
 def make_optimizer(
@@ -39,38 +37,6 @@ def make_optimizer(
         decay = float(hp.get("weight_decay", weight_decay if kind == "adam" else 0.01))
         return cls(params, lr=lr, betas=betas, eps=float(hp.get("eps", 1e-8)), weight_decay=decay)
     raise ValueError(f"unknown optimizer {kind!r}")
-
-
-def lr_factor(kind: str | None, args: Mapping[str, Any], epoch: int, epochs: int) -> float:
-    """α(epoch) / α0 for a zero-based epoch.
-
-    inverse_time: 1 / (1 + t·epoch); step: factor^(epoch // every); exponential: t^epoch;
-    inverse_sqrt: 1 / √(epoch + 1); cosine: from 1 down to min_lr/α0 over the run;
-    warmup: linear from 1/(w + 1) to 1 over the first w epochs, then 1.
-    """
-    if kind is None:
-        return 1.0
-    if kind == "inverse_time":
-        return 1.0 / (1.0 + float(args.get("t", 1.0)) * epoch)
-    if kind == "step":
-        return float(args.get("factor", 0.1)) ** (epoch // int(args.get("every", 10)))
-    if kind == "exponential":
-        return float(args.get("t", 0.95)) ** epoch
-    if kind == "inverse_sqrt":
-        return 1.0 / math.sqrt(epoch + 1)
-    if kind == "cosine":
-        floor = float(args.get("min_factor", 0.0))
-        progress = epoch / max(epochs - 1, 1)
-        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-    if kind == "warmup":
-        w = int(args.get("epochs", 5))
-        return min(1.0, (epoch + 1) / (w + 1)) if w > 0 else 1.0
-    raise ValueError(f"unknown schedule {kind!r}")
-
-
-def set_lr(optimizer: torch.optim.Optimizer, base_lrs: list[float], factor: float) -> None:
-    for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
-        group["lr"] = base * factor
 
 
 def penalised_weights(module: nn.Module) -> list[nn.Parameter]:

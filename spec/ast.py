@@ -185,9 +185,14 @@ class Setting(Node):
 
 @dataclass(frozen=True)
 class TrainDef(Node):
+    """``train Model(args) as name { settings }``; ``name`` is None when not given."""
+
     model: str
     model_span: Span
     settings: tuple[Setting, ...]
+    args: tuple[Arg, ...] = ()
+    name: str | None = None
+    name_span: Span | None = None
 
 
 @dataclass(frozen=True)

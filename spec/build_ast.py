@@ -89,8 +89,15 @@ class _Builder(Transformer):
         return ast.Param(span=self._span(meta), name=str(name), type=str(type_) if type_ else None, default=default)
 
     def train_def(self, meta, children):
-        name, *settings = children
-        return ast.TrainDef(span=self._span(meta), model=str(name), model_span=self._tok(name), settings=tuple(settings))
+        model, args, name, *settings = children
+        return ast.TrainDef(
+            span=self._span(meta), model=str(model), model_span=self._tok(model), settings=tuple(settings),
+            args=args or (), name=str(name) if name else None, name_span=self._tok(name) if name else None,
+        )
+
+    def train_args(self, meta, children):
+        (args,) = children
+        return args or ()
 
     def setting(self, meta, children):
         name, args = children

@@ -209,3 +209,99 @@ BAD_ASSERT = _code("E4003", "invalid assertion", """
     (`params`, `macs`, `receptive_field`...) are defined only inside `assert`.
     `receptive_field` needs a model with spatial axes.
 """)
+
+# -- recipes (`train` blocks) -----------------------------------------------------------------
+RECIPE_SETTING = _code("E5001", "unknown recipe setting", """
+    A line of a `train` block names no setting. The settings are: data, split, batch,
+    epochs, loss, target, optimizer, schedule, regularize, init, clip, augment, early_stop,
+    metrics, seed, device. Each may be given once. `nnspec check` suggests the closest name.
+""")
+RECIPE_MISSING = _code("E5002", "missing recipe setting", """
+    A recipe needs at least `data` (what to fit) and `loss` (what to minimise); every other
+    setting has a default (see docs/language.md, "Train recipes"). A setting given without
+    a value (`epochs` alone on its line) is missing its value.
+
+        train LeNet5 {
+            data digits(as_image=true, resize=32)
+            loss cross_entropy
+        }
+""")
+RECIPE_CHOICE = _code("E5003", "unknown recipe choice", """
+    A recipe value names no known choice: a data source, loss, optimizer, schedule,
+    regularizer, init scheme, op kind (in `init conv=...`), clipping, augmentation, metric,
+    early-stopping monitor or device. The message lists the choices and suggests the
+    closest; a name that belongs to another setting (`loss adam`) says which.
+""")
+RECIPE_VALUE = _code("E5004", "invalid recipe value", """
+    A hyperparameter has the wrong type or lies outside its range: a learning rate must be
+    > 0, momentum and Adam betas in [0, 1), eps > 0, epochs, batch and patience >= 1, a
+    probability in [0, 1], a seed >= 0. Values are constants (numbers, true/false, strings,
+    names such as `full`, tuples); arithmetic such as `1/3` or `2**-10` is allowed. Some
+    values are checked against each other: cosine's min_lr below the learning rate, a
+    warm-up shorter than the run.
+""")
+RECIPE_SPLIT = _code("E5005", "invalid split", """
+    `split train / val / test` gives the fractions of the data for training, validation and
+    testing (`split 0.8 / 0.2` has no test part). Each lies in [0, 1], the training part is
+    > 0, and they sum to 1 (within 1e-6). The split is stratified by class and seeded.
+""")
+RECIPE_MODEL = _code("E5006", "recipe model not found", """
+    `train Name { ... }` trains the model `Name`, defined in this file or an imported one.
+    Arguments in `train Name(classes=3)` must be parameters of that model, of their declared
+    types.
+""")
+RECIPE_DATA = _code("E5007", "data does not fit the model input", """
+    The shape of one sample of the data (known at compile time for the built-in sets, and
+    for `images(..., size=...)`) must equal the model's input, batch excluded, after the
+    augmentations that change it (`random_crop`). digits is [64], [1, 8, 8] with
+    as_image=true, [1, r, r] with resize=r and [8, 8] with sequence=true; iris [4],
+    breast_cancer [30], diabetes [10], wine [13], fashion_mnist [1, 28, 28]. A recipe
+    trains a model with exactly one float input.
+""")
+RECIPE_LOSS = _code("E5008", "loss does not fit the model output", """
+    The loss reads the model's (first) output: cross_entropy and nll want class scores [C]
+    with C >= 2 (or [C, H, W] per pixel), hinge [C], bce and bce_logits one value [1] (or
+    [1, H, W]), mse and l1 any shape, but the target's shape on a known data set ([1] for a
+    label or a regression value). With a known data set, C must equal its number of classes.
+    `target input` compares the output with the input, so their shapes must agree.
+""")
+RECIPE_TASK = _code("E5009", "classification and regression mixed", """
+    The data, the loss, the metrics and the target must agree on the task. Classification
+    losses (cross_entropy, nll, hinge, bce, bce_logits) need class labels; bce and
+    bce_logits two classes. diabetes is a regression set: use mse or l1. `accuracy` needs a
+    classification loss; `mae` and `mse` metrics compare outputs with numeric targets and do
+    not apply to class scores. `target input` (an autoencoder) needs mse, l1, bce or
+    bce_logits.
+""")
+RECIPE_EARLY_STOP = _code("E5010", "early stopping cannot work", """
+    `early_stop patience=n` watches a validation quantity (`monitor`, val_loss by default),
+    so the split needs a validation part > 0, and a monitored metric (`val_accuracy`) must
+    be listed in `metrics`.
+""")
+RECIPE_AUGMENT = _code("E5011", "augmentation does not fit", """
+    flip, random_crop, brightness and contrast transform images: the model input must be
+    [C, H, W]. random_crop's size must equal the model input's H x W, and fit the padded
+    data images. normalize's per-channel mean and std need one value per channel.
+""")
+NO_RECIPE = _code("E5012", "no recipe to load", """
+    The file has no `train` block, several (choose one by name), or none of the given name.
+    A recipe is named by `train Model as name { ... }`, else by its model's name.
+""")
+LOSS_LAST_OP = _code("W5001", "loss and last layer disagree", """
+    Some losses include the final activation: cross_entropy applies log-softmax itself (a
+    model ending in `softmax` trains poorly: a classic bug), bce_logits applies the
+    sigmoid itself. Others expect it in the model: bce wants probabilities (end with
+    `sigmoid`), nll wants log-probabilities (end with `log_softmax`).
+""")
+RECIPE_NO_EFFECT = _code("W5002", "recipe setting without effect", """
+    A setting is valid but does nothing or contradicts another one: a patience as long as
+    the run, a step schedule that never steps, `gd` (full-batch gradient descent) with a
+    mini-batch size, a batch larger than the training set, an init for an op kind the model
+    does not have.
+""")
+INIT_MISMATCH = _code("W5003", "init scheme does not suit the model", """
+    zeros (or any constant) starts every unit of a layer equal, and they stay equal: the
+    symmetry is never broken. Kaiming's variance 2/n is derived for ReLU, Xavier's for
+    tanh and sigmoid: a ReLU network with Xavier, or a tanh network with Kaiming, starts
+    with shrinking or growing activations.
+""")

@@ -108,7 +108,11 @@ class Elaborator:
         inputs: list[GraphInput] = []
         for stmt in definition.body:
             if isinstance(stmt, ast.InputDecl):
-                graph_input = self._model_input(stmt, scope)
+                try:
+                    graph_input = self._model_input(stmt, scope)
+                except Abort:
+                    scope.names[stmt.name] = POISON
+                    continue
                 if graph_input is not None:
                     inputs.append(graph_input)
         if not inputs and not any(isinstance(s, ast.InputDecl) for s in definition.body):

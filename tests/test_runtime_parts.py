@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 from nnspec.runtime import checkpoint as ckpt  # noqa: E402
 from nnspec.runtime.init import expected_std, init_tensor  # noqa: E402
 from nnspec.runtime.objectives import LOSSES, MetricSums  # noqa: E402
-from nnspec.runtime.optim import apply_max_norm, lr_factor, make_optimizer, penalty  # noqa: E402
+from nnspec.runtime.optim import apply_max_norm, make_optimizer, penalty  # noqa: E402
 
 
 def test_losses_match_their_textbook_formulas():
@@ -41,21 +41,6 @@ def test_metric_sums_are_exact_over_uneven_batches():
     sums.add(torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0]]), torch.tensor([0, 1, 1]), torch.tensor(1.0))
     sums.add(torch.tensor([[0.0, 5.0]]), torch.tensor([1]), torch.tensor(3.0))
     assert sums.result("val_") == {"val_loss": (3 * 1.0 + 3.0) / 4, "val_accuracy": 0.75}
-
-
-@pytest.mark.parametrize(("kind", "args", "epoch", "expected"), [
-    ("inverse_time", {"t": 0.5}, 4, 1 / (1 + 0.5 * 4)),
-    ("step", {"every": 10, "factor": 0.5}, 25, 0.25),
-    ("exponential", {"t": 0.9}, 3, 0.9**3),
-    ("inverse_sqrt", {}, 3, 1 / 2),
-    ("cosine", {}, 9, 0.0),
-    ("cosine", {}, 0, 1.0),
-    ("warmup", {"epochs": 3}, 0, 0.25),
-    ("warmup", {"epochs": 3}, 5, 1.0),
-    (None, {}, 7, 1.0),
-])
-def test_schedules_follow_the_course_formulas(kind, args, epoch, expected):
-    assert lr_factor(kind, args, epoch, epochs=10) == pytest.approx(expected)
 
 
 def test_momentum_and_adam_steps_match_hand_computation():

@@ -1,0 +1,207 @@
+"""The recipe IR: how to fit one model on data, checked and complete (every default filled in).
+
+Plain frozen pydantic data that round-trips through JSON exactly, like the model IR. The
+training loop reads nothing else: a value missing here is a bug of the recipe stage.
+Epochs are zero-based wherever a formula uses them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from .source import Span
+
+Scalar = bool | int | float | str
+Value = Scalar | tuple[Scalar, ...] | None
+Scheme = tuple[str, dict[str, Value]]  # an init scheme: (name, arguments)
+
+Loss = Literal["l1", "mse", "bce", "bce_logits", "cross_entropy", "hinge", "nll"]
+OptimizerKind = Literal["gd", "sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw"]
+ScheduleKind = Literal["inverse_time", "step", "exponential", "inverse_sqrt", "cosine", "warmup"]
+Task = Literal["classification", "regression"]
+
+CLASSIFICATION_LOSSES = ("cross_entropy", "nll", "hinge", "bce", "bce_logits")
+REGRESSION_LOSSES = ("mse", "l1")
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataSpec(BaseModel):
+    """A data source and its options, named as the runtime's loaders take them.
+
+    ``shape``, ``classes``, ``samples`` and ``task`` are what is known at compile time (the
+    built-in sets); None where only the data itself can tell.
+    """
+
+    model_config = _FROZEN
+
+    kind: str  # digits, iris, breast_cancer, diabetes, wine, fashion_mnist, csv, npz, idx, images
+    args: dict[str, Value] = {}
+    shape: tuple[int, ...] | None = None  # one sample, batch excluded
+    classes: int | None = None
+    samples: int | None = None
+    task: Task | None = None
+
+
+class OptimizerSpec(BaseModel):
+    """The update rule; only the hyperparameters of ``kind`` are set, the others are None.
+
+    beta: momentum / nesterov (velocity decay) and rmsprop (squared-gradient decay);
+    betas and eps: adam / adamw (eps also rmsprop); weight_decay: adamw's decoupled decay.
+    """
+
+    model_config = _FROZEN
+
+    kind: OptimizerKind
+    lr: float
+    beta: float | None = None
+    betas: tuple[float, float] | None = None
+    eps: float | None = None
+    weight_decay: float | None = None
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The kind's own hyperparameters, e.g. {"betas": (0.9, 0.999), "eps": 1e-08}."""
+        return self.model_dump(exclude={"kind", "lr"}, exclude_none=True)
+
+
+class ScheduleSpec(BaseModel):
+    """A learning-rate schedule, a pure function of the epoch (see :meth:`lr`)."""
+
+    model_config = _FROZEN
+
+    kind: ScheduleKind
+    args: dict[str, Value] = {}  # t; every, factor; t; -; min_lr; epochs
+    then: ScheduleSpec | None = None  # warmup only: the schedule after the warm-up
+
+    def lr(self, lr0: float, epoch: int, epochs: int) -> float:
+        """The learning rate of zero-based ``epoch`` in a run of ``epochs`` epochs."""
+        a: dict[str, Any] = self.args
+        e = epoch
+        if self.kind == "inverse_time":
+            return lr0 / (1 + float(a["t"]) * e)
+        if self.kind == "step":
+            return lr0 * float(a["factor"]) ** (e // int(a["every"]))
+        if self.kind == "exponential":
+            return lr0 * float(a["t"]) ** e
+        if self.kind == "inverse_sqrt":
+            return lr0 / math.sqrt(e + 1)
+        if self.kind == "cosine":
+            low = float(a["min_lr"])
+            return low + (lr0 - low) * (1 + math.cos(math.pi * e / max(epochs - 1, 1))) / 2
+        warm = int(a["epochs"])  # warmup
+        if e < warm:
+            return lr0 * (e + 1) / (warm + 1)
+        return self.then.lr(lr0, e - warm, epochs - warm) if self.then is not None else lr0
+
+
+class Regularizer(BaseModel):
+    """l1 / l2: λ Σ|w| / λ Σw² added to the loss; weight_decay: the optimizer's L2 decay λ;
+    max_norm: every unit's incoming weight vector rescaled to ‖w‖ ≤ c after each step."""
+
+    model_config = _FROZEN
+
+    kind: Literal["l1", "l2", "weight_decay", "max_norm"]
+    value: float
+
+
+class InitSpec(BaseModel):
+    """Initial weights: ``default`` for every op with weights (None: torch's own), and
+    ``per_kind`` by op kind as the graph names it (``conv``, ``linear``...)."""
+
+    model_config = _FROZEN
+
+    default: Scheme | None = None
+    per_kind: dict[str, Scheme] = {}
+
+    def scheme(self, op: str) -> Scheme | None:
+        return self.per_kind.get(op, self.default)
+
+
+class ClipSpec(BaseModel):
+    """Gradient clipping before each step: norm (total L2 norm ≤ value), or value (each
+    gradient element clamped to [-value, value])."""
+
+    model_config = _FROZEN
+
+    kind: Literal["norm", "value"]
+    value: float
+
+
+class AugmentSpec(BaseModel):
+    """One transform of the training pipeline (flip, random_crop, brightness, contrast,
+    normalize), its options named as the runtime's transforms take them."""
+
+    model_config = _FROZEN
+
+    kind: str
+    args: dict[str, Value] = {}
+
+
+class EarlyStopSpec(BaseModel):
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
+    epochs; ``mode`` says whether smaller (loss, mae, mse) or larger (accuracy) is better."""
+
+    model_config = _FROZEN
+
+    patience: int
+    monitor: str  # val_loss, val_accuracy, val_mae, val_mse
+    mode: Literal["min", "max"]
+    min_delta: float = 0.0
+
+
+class Recipe(BaseModel):
+    """One ``train`` block, checked against its model and complete."""
+
+    model_config = _FROZEN
+
+    name: str  # `as name`, else the model's name
+    model: str
+    model_args: dict[str, Value] = {}  # as written in `train Model(...)`; the rest are defaults
+    data: DataSpec
+    split: tuple[float, float, float]  # train, val, test
+    batch: int | None  # None: full batch
+    epochs: int
+    loss: Loss
+    target: Literal["labels", "input"] = "labels"  # input: reconstruct the input (autoencoder)
+    optimizer: OptimizerSpec
+    schedule: ScheduleSpec | None = None
+    regularize: tuple[Regularizer, ...] = ()
+    init: InitSpec = InitSpec()
+    clip: ClipSpec | None = None
+    augment: tuple[AugmentSpec, ...] = ()
+    early_stop: EarlyStopSpec | None = None
+    metrics: tuple[str, ...]
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    span: Span
+
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate of zero-based ``epoch``."""
+        if self.schedule is None:
+            return self.optimizer.lr
+        return self.schedule.lr(self.optimizer.lr, epoch, self.epochs)
+
+    def regularizer(self, kind: str) -> float | None:
+        """The strength of one regularizer, or None when the recipe has none of that kind."""
+        return next((r.value for r in self.regularize if r.kind == kind), None)
+
+    def describe(self) -> str:
+        """One line for people: `recipe small: LeNet5 on digits, cross_entropy, adam(...)`."""
+        hp = ", ".join(
+            f"{k}={_show(v)}"
+            for k, v in {"lr": self.optimizer.lr, **self.optimizer.hyperparameters()}.items()
+        )
+        batch = "full batch" if self.batch is None else f"batch {self.batch}"
+        return (
+            f"recipe {self.name}: {self.model} on {self.data.kind}, {self.loss}, "
+            f"{self.optimizer.kind}({hp}), {self.epochs} epochs, {batch}"
+        )
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_show(v) for v in value) + ")"
+    return f"{value:g}" if isinstance(value, float) else str(value)
