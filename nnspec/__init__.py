@@ -5,8 +5,17 @@
     print(model.summary().total_params)   # 61706
 """
 
-from nnspec.api import Model, load
+from nnspec.api import Model, load, load_recipe
 from nnspec.spec import Diagnostic, DiagnosticError, Graph
 
+
+def train(*args, **kwargs):  # noqa: ANN002, ANN003 - the signature is nnspec.training.train's
+    """Train a spec's model by its recipe; see :func:`nnspec.training.train`."""
+    from nnspec.training import train as run
+
+    return run(*args, **kwargs)
+
+
 __version__ = "0.1.0"
-__all__ = ["Diagnostic", "DiagnosticError", "Graph", "Model", "__version__", "load"]
+__all__ = ["Diagnostic", "DiagnosticError", "Graph", "Model", "__version__", "load", "load_recipe",
+           "train"]

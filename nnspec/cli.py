@@ -214,6 +214,102 @@ def explain(code: Annotated[str, typer.Argument(help="a diagnostic code, e.g. E2
     out.print(f"{entry.code}: {entry.title}\n\n{entry.explanation}", markup=False)
 
 
+@app.command()
+def compile(  # noqa: A001 - the command's name
+    file: Annotated[Path, typer.Argument(help="the spec file (.nn)")],
+    emit: Annotated[str, typer.Option("--emit", help="what to write: torch (a .py file) or ir (JSON)")] = "torch",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="file to write (default: stdout)")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="the model to compile")] = None,
+    set_: Annotated[list[str], typer.Option("--set", help="model argument, name=value (repeatable)")] = [],  # noqa: B006
+) -> None:
+    """Compile a model: a standalone PyTorch file (imports only torch) or the IR as JSON."""
+    if emit not in ("torch", "ir"):
+        err.print(f"error: --emit must be torch or ir, got {emit!r}", markup=False)
+        raise typer.Exit(2)
+    try:
+        args = parse_assignments(set_)
+    except UsageError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    from nnspec import __version__
+    from nnspec.api import load
+
+    try:
+        compiled = load(file, model, args or None)
+    except DiagnosticError as exc:
+        _print_diagnostics(list(exc.diagnostics), exc.sources)
+        raise typer.Exit(1) from None
+    _print_diagnostics(compiled.warnings, compiled.loaded.sources)
+    if emit == "ir":
+        text = compiled.ir_json() + "\n"
+    else:
+        from nnspec.compiler.torch_source import torch_source
+
+        text = torch_source(compiled.graph, source=str(file), version=__version__)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    from nnspec.runtime.checkpoint import write_text
+
+    try:
+        write_text(output, text)
+    except OSError as exc:
+        err.print(f"error: cannot write `{output}`: {exc.strerror or exc}", markup=False)
+        raise typer.Exit(1) from None
+    err.print(f"wrote {output}", markup=False)
+
+
+@app.command()
+def train(
+    file: Annotated[Path, typer.Argument(help="the spec file (.nn) with a `train` recipe")],
+    recipe: Annotated[str | None, typer.Option("--recipe", "-r", help="the recipe to run")] = None,
+    data: Annotated[str | None, typer.Option(
+        "--data", help="other data: a built-in set (iris) or a .csv / .npz file / image folder")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="override the epochs")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="run directory (default runs/NAME-TIME)")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda")] = None,
+    amp: Annotated[bool, typer.Option("--amp", help="mixed precision (bf16, or fp16 with a grad scaler)")] = False,
+    compile_: Annotated[bool, typer.Option("--compile", help="wrap the module with torch.compile")] = False,
+    resume: Annotated[Path | None, typer.Option("--resume", help="continue the run in this directory")] = None,
+) -> None:
+    """Train a spec's model by its recipe; write a run directory with weights and reports."""
+    from nnspec.runtime.checkpoint import CheckpointError
+    from nnspec.runtime.data import DataError
+    from nnspec.runtime.train import TrainingError
+    from nnspec.training import train as run
+
+    if device not in (None, "auto", "cpu", "cuda"):
+        err.print(f"error: --device must be auto, cpu or cuda, got {device!r}", markup=False)
+        raise typer.Exit(2)
+    try:
+        result = run(file, recipe, data=data, epochs=epochs, out=out, device=device, amp=amp,
+                     compile=compile_, resume=resume, progress=out_is_terminal(),
+                     log=_log)
+    except DiagnosticError as exc:
+        _print_diagnostics(list(exc.diagnostics), exc.sources)
+        raise typer.Exit(1) from None
+    except DataError as exc:
+        err.print(exc.render(), markup=False)
+        raise typer.Exit(1) from None
+    except (TrainingError, CheckpointError) as exc:
+        err.print(f"error: {exc.message}", markup=False)
+        if exc.help:
+            err.print(f"  = help: {exc.help}", markup=False)
+        raise typer.Exit(1) from None
+    if result.test:
+        shown = ", ".join(f"{k.removeprefix('test_')} {v:.4f}" for k, v in result.test.items())
+        _log(f"test: {shown}")
+    _log(f"run directory: {result.directory}")
+
+
+def _log(line: str) -> None:
+    out.print(line, markup=False)
+
+
+def out_is_terminal() -> bool:
+    return out.is_terminal
+
+
 def main() -> None:
     try:
         app()

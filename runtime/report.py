@@ -59,6 +59,7 @@ def plot_curves(path: Path, history: Sequence[Mapping[str, float]]) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     metrics = sorted({k.split("_", 1)[1] for h in history for k in h if k.startswith("train_")})
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
@@ -69,6 +70,7 @@ def plot_curves(path: Path, history: Sequence[Mapping[str, float]]) -> None:
             if not all(math.isnan(v) for v in values):
                 ax.plot(epochs, values, style, marker="o", markersize=3, label=split)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(metric)
         ax.grid(alpha=0.3)
         ax.legend()
@@ -88,7 +90,7 @@ def write_summary(
     test: Mapping[str, float], history: Sequence[Mapping[str, float]], task: str,
     confusion: np.ndarray | None, class_names: Sequence[str] | None, extra: Mapping[str, Any],
 ) -> None:
-    lines = [f"# {model}: {recipe}", ""]
+    lines = [f"# {model}" + (f", recipe {recipe}" if recipe != model else ""), ""]
     lines.append(f"Epochs run: {epochs_run}" + (f"; best epoch: {best_epoch}" if best_epoch else ""))
     for key, value in extra.items():
         lines.append(f"{key}: {value}")

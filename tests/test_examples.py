@@ -31,6 +31,8 @@ EXPECTED: dict[str, tuple[str, int, tuple[int, ...]]] = {
     "unet_valid.nn": ("UNet", 31_030_658, (2, 388, 388)),
     "autoencoder.nn": ("DigitsAutoencoder", 9_113, (1, 8, 8)),
     "lstm_classifier.nn": ("DigitsLSTM", 19_594, (10,)),
+    "linreg.nn": ("LinReg", 11, (1,)),
+    "digits_cnn.nn": ("DigitsCNN", 30_762, (10,)),
 }
 
 

@@ -1,0 +1,331 @@
+"""The training loop: a recipe, a compiled model and data in; a run directory out.
+
+Determinism: the shuffle order and the augmentation of epoch e depend only on (seed, e);
+the global RNG state (dropout) is saved with every checkpoint; learning rates are a pure
+function of the epoch. A run stopped after epoch k and resumed therefore ends with the
+same weights, bit for bit on CPU, as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nnspec.compiler.torch_build import GraphModule, build_module
+from nnspec.spec.ir import Graph
+from nnspec.spec.recipe_ir import Recipe
+
+from . import checkpoint as ckpt
+from .augment import generator_for
+from .init import initialise
+from .objectives import CLASSIFICATION, LOSSES, MetricSums, predictions
+from .optim import apply_max_norm, clip_gradients, make_optimizer, penalised_weights, penalty
+from .prepare import PreparedData
+from .report import confusion_matrix, plot_curves, write_summary
+
+
+class TrainingError(Exception):
+    """The run cannot go on (a NaN loss, an unusable resume); nothing saved is lost."""
+
+    def __init__(self, message: str, help: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.help = help
+
+
+@dataclass
+class Run:
+    """What `train` returns: the run directory, the trained module and its numbers."""
+
+    directory: Path
+    module: GraphModule
+    history: list[dict[str, float]]
+    test: dict[str, float]
+    best_epoch: int | None
+    recipe: Recipe
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def test_accuracy(self) -> float | None:
+        return self.test.get("test_accuracy")
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("--device cuda was asked for but no CUDA device is available",
+                            help="use --device auto or cpu")
+    return torch.device(requested)
+
+
+class Trainer:
+    def __init__(self, recipe: Recipe, graph: Graph, data: PreparedData, directory: Path, *,
+                 spec_hash: str, device: str = "auto", amp: bool = False, compile: bool = False,
+                 progress: bool = True, log: Callable[[str], None] = print):
+        self.plan, self.graph, self.data, self.directory = recipe, graph, data, directory
+        self.spec_hash = spec_hash
+        self.device = pick_device(device)
+        self.log = log
+        self.progress = progress
+        torch.manual_seed(recipe.seed)
+        self.module = build_module(graph)
+        initialise(self.module, graph, recipe.init.default, recipe.init.per_kind)
+        self.module.to(self.device)
+        self.forward: nn.Module = torch.compile(self.module) if compile else self.module
+        self.loss_fn = LOSSES[recipe.loss]
+        self.weights = penalised_weights(self.module)
+        self.l1 = recipe.regularizer("l1") or 0.0
+        self.l2 = recipe.regularizer("l2") or 0.0
+        self.max_norm = recipe.regularizer("max_norm")
+        params = [p for p in self.module.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(params, recipe.optimizer.kind, recipe.optimizer.lr,
+                                        recipe.optimizer.hyperparameters(),
+                                        weight_decay=recipe.regularizer("weight_decay") or 0.0)
+        self.amp_dtype = None
+        if amp:
+            cuda = self.device.type == "cuda"
+            self.amp_dtype = torch.float16 if cuda and not torch.cuda.is_bf16_supported() else torch.bfloat16
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        self.history: list[dict[str, float]] = []
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.stale = 0
+        self.start_epoch = 0
+
+    # -- one epoch ------------------------------------------------------------------------
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _batches(self, n: int, epoch: int | None):
+        size = self.plan.batch or n
+        order = torch.randperm(n, generator=generator_for(self.plan.seed, epoch, 1)) \
+            if epoch is not None else torch.arange(n)
+        for start in range(0, n, size):
+            yield order[start:start + size]
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        plan, data = self.plan, self.data
+        self.module.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = plan.lr_at(epoch)
+        sums = MetricSums(plan.loss, plan.metrics)
+        augment_rng = generator_for(plan.seed, epoch, 2)
+        x_all, y_all = data.train
+        steps = math.ceil(len(x_all) / (plan.batch or len(x_all)))
+        bar = self._bar(epoch, steps)
+        for step, index in enumerate(self._batches(len(x_all), epoch)):
+            x = x_all[index]
+            if data.augment is not None:
+                x = data.augment.train(x, augment_rng)
+            x, y = x.to(self.device, non_blocking=True), y_all[index].to(self.device, non_blocking=True)
+            with self._autocast():
+                output = self.forward(x)
+                loss = self.loss_fn(output.float(), y)
+            extra = penalty(self.weights, self.l1, self.l2)
+            total = loss + extra if extra is not None else loss
+            if not torch.isfinite(total):
+                raise TrainingError(
+                    f"the loss became {float(total.detach())} at epoch {epoch + 1}, step {step + 1}",
+                    help="lower the learning rate, clip gradients (`clip norm(1.0)`), or check the "
+                    "data for NaN values; the last good checkpoint is kept")
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.scaler is not None:
+                self.scaler.scale(total).backward()
+                self.scaler.unscale_(self.optimizer)
+            else:
+                total.backward()
+            if plan.clip is not None:
+                clip_gradients([p for g in self.optimizer.param_groups for p in g["params"]],
+                               plan.clip.kind, plan.clip.value)
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+            if self.max_norm is not None:
+                apply_max_norm(self.weights, self.max_norm)
+            sums.add(output.detach().float(), y, loss.detach())
+            if bar is not None:
+                bar[0].update(bar[1], advance=1, loss=sums.loss / max(sums.count, 1))
+        if bar is not None:
+            bar[0].stop()
+        return sums.result("train_")
+
+    def _bar(self, epoch: int, steps: int):
+        if not self.progress:
+            return None
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        progress = Progress(
+            TextColumn(f"epoch {epoch + 1}/{self.plan.epochs}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), transient=True)
+        task = progress.add_task("train", total=steps, loss=float("nan"))
+        progress.start()
+        return progress, task
+
+    @torch.no_grad()
+    def evaluate(self, split: tuple[torch.Tensor, torch.Tensor], prefix: str,
+                 keep: bool = False) -> tuple[dict[str, float], torch.Tensor | None]:
+        self.module.eval()
+        sums = MetricSums(self.plan.loss, self.plan.metrics)
+        x_all, y_all = split
+        outputs = []
+        for start in range(0, len(x_all), 512):
+            x = x_all[start:start + 512]
+            if self.data.augment is not None:
+                x = self.data.augment.eval(x)
+            x, y = x.to(self.device), y_all[start:start + 512].to(self.device)
+            with self._autocast():
+                output = self.forward(x).float()
+            sums.add(output, y, self.loss_fn(output, y))
+            if keep:
+                outputs.append(output.cpu())
+        return sums.result(prefix), (torch.cat(outputs) if keep and outputs else None)
+
+    # -- the run -------------------------------------------------------------------------
+    def monitor_value(self, row: dict[str, float]) -> float | None:
+        """The watched metric, negated when larger is better; val_loss without early stop."""
+        stop = self.plan.early_stop
+        key, mode = (stop.monitor, stop.mode) if stop is not None else ("val_loss", "min")
+        if key not in row:
+            key, mode = "train_loss", "min"
+        return -row[key] if mode == "max" else row[key]
+
+    def fit(self, stop_after: int | None = None, checkpoint_seconds: float = 5.0,
+            log_seconds: float = 1.0) -> None:
+        """Train to the recipe's last epoch (or early stop, or ``stop_after``).
+
+        Checkpoints are written at least every ``checkpoint_seconds`` and at the end: with
+        thousands of tiny epochs (full-batch gradient descent) a write per epoch would cost
+        more than the training. Epoch lines are printed at most every ``log_seconds``.
+        """
+        plan = self.plan
+        last_save = last_log = time.perf_counter()
+        best_state: dict[str, torch.Tensor] | None = None
+        for epoch in range(self.start_epoch, plan.epochs):
+            began = time.perf_counter()
+            row: dict[str, float] = {"epoch": epoch + 1}
+            row.update(self.train_epoch(epoch))
+            if len(self.data.val[0]):
+                row.update(self.evaluate(self.data.val, "val_")[0])
+            row["lr"] = self.optimizer.param_groups[0]["lr"]
+            seconds = time.perf_counter() - began
+            row["seconds"] = seconds
+            row["samples_per_s"] = len(self.data.train[0]) / max(seconds, 1e-9)
+            self.history.append(row)
+            value = self.monitor_value(row)
+            min_delta = plan.early_stop.min_delta if plan.early_stop is not None else 0.0
+            improved = value is not None and (self.best is None or value < self.best - min_delta)
+            if improved:
+                self.best, self.best_epoch, self.stale = value, epoch + 1, 0
+                best_state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+            else:
+                self.stale += 1
+            stop = plan.early_stop
+            stopping = stop is not None and self.stale >= stop.patience
+            last = stopping or epoch + 1 == plan.epochs or (stop_after is not None and epoch + 1 >= stop_after)
+            now = time.perf_counter()
+            if last or now - last_log >= log_seconds or epoch == self.start_epoch:
+                self.log(_epoch_line(row, plan.epochs))
+                last_log = now
+            # the first epoch is always saved: a run that fails later keeps a good checkpoint
+            if last or epoch == self.start_epoch or now - last_save >= checkpoint_seconds:
+                self.save(epoch, best_state)
+                best_state, last_save = None, time.perf_counter()
+            if stopping:
+                self.log(f"early stop: {stop.monitor} did not improve for {stop.patience} epochs")
+            if last:
+                break
+
+    def save(self, epoch: int, best_state: dict[str, torch.Tensor] | None) -> None:
+        """Last weights, best weights (when they changed since the last save), the history
+        and the training state, each file replaced atomically."""
+        best_row = self.history[self.best_epoch - 1] if self.best_epoch else self.history[-1]
+        meta = {"spec_sha256": self.spec_hash, "model": self.graph.name}
+        ckpt.save_weights(self.directory / "last.safetensors", self.module.state_dict(),
+                          {**meta, "epoch": epoch + 1, "metrics": self.history[-1]})
+        if best_state is not None or not (self.directory / "best.safetensors").exists():
+            ckpt.save_weights(self.directory / "best.safetensors", best_state or self.module.state_dict(),
+                              {**meta, "epoch": int(best_row["epoch"]), "metrics": best_row})
+        ckpt.write_text(self.directory / "metrics.jsonl",
+                        "".join(json.dumps(h) + "\n" for h in self.history))
+        ckpt.save_state(self.directory / "state.pt", {
+            "epoch": epoch + 1, "spec_sha256": self.spec_hash, "optimizer": self.optimizer.state_dict(),
+            "rng": torch.get_rng_state(), "history": json.dumps(self.history),
+            "best": self.best if self.best is not None else float("nan"),
+            "best_epoch": self.best_epoch or 0, "stale": self.stale,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
+        })
+
+    def resume(self, directory: Path) -> None:
+        state = ckpt.load_state(directory / "state.pt")
+        if state.get("spec_sha256") != self.spec_hash:
+            raise TrainingError(
+                f"`{directory}` was trained from a different spec (its hash differs)",
+                help="resume with the spec file the run was started from, or start a new run")
+        tensors, _ = ckpt.load_weights(directory / "last.safetensors")
+        ckpt.check_state_dict(self.module.state_dict(), tensors, directory / "last.safetensors")
+        self.module.load_state_dict(tensors)
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        self.history = json.loads(state["history"])
+        self.best = None if math.isnan(state["best"]) else float(state["best"])
+        self.best_epoch = int(state["best_epoch"]) or None
+        self.stale = int(state["stale"])
+        self.start_epoch = int(state["epoch"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+
+    def finish(self) -> dict[str, float]:
+        """Restore the best weights when early stopping watched them; test; write reports."""
+        if self.plan.early_stop is not None and self.best_epoch is not None:
+            tensors, _ = ckpt.load_weights(self.directory / "best.safetensors")
+            self.module.load_state_dict(tensors)
+        test, outputs = ({}, None)
+        if len(self.data.test[0]):
+            test, outputs = self.evaluate(self.data.test, "test_", keep=True)
+        confusion = None
+        if outputs is not None and self.plan.loss in CLASSIFICATION and outputs.dim() == 2:
+            classes = max(self.data.num_classes or 2, 2)
+            confusion = confusion_matrix(predictions(outputs, self.plan.loss).numpy(),
+                                         self.data.test[1].numpy().astype(np.int64), classes)
+        if self.history:
+            plot_curves(self.directory / "curves.png", self.history)
+        write_summary(
+            self.directory / "summary.md", model=self.graph.name, recipe=self.plan.name,
+            epochs_run=len(self.history), best_epoch=self.best_epoch, test=test, history=self.history,
+            task="classification" if self.plan.loss in CLASSIFICATION else "regression",
+            confusion=confusion, class_names=self.data.class_names,
+            extra={"data": self.data.description, "device": str(self.device)},
+        )
+        ckpt.write_text(self.directory / "test.json", json.dumps(test, indent=2) + "\n")
+        return test
+
+
+def _epoch_line(row: dict[str, float], epochs: int) -> str:
+    parts = [f"epoch {int(row['epoch'])}/{epochs}"]
+    for key, value in row.items():
+        if key in ("epoch", "seconds", "samples_per_s"):
+            continue
+        parts.append(f"{key} {value:.4g}")
+    parts.append(f"{row['samples_per_s']:.0f} samples/s")
+    return "  ".join(parts)
