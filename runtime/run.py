@@ -82,10 +82,13 @@ def run_training(
         log(f"resuming {directory} after epoch {trainer.start_epoch}")
     else:
         log(f"run directory: {directory}")
+    began = time.perf_counter()
     trainer.fit(stop_after=stop_after)
+    fit_seconds = time.perf_counter() - began
     finished = len(trainer.history) >= recipe.epochs or (
         recipe.early_stop is not None and trainer.stale >= recipe.early_stop.patience)
     test: dict[str, Any] = trainer.finish() if finished else {}
     return Run(directory=directory, module=trainer.module, history=trainer.history, test=test,
                best_epoch=trainer.best_epoch, recipe=recipe,
-               extra={"finished": finished, "device": str(trainer.device)})
+               extra={"finished": finished, "device": str(trainer.device), "fit_seconds": fit_seconds,
+                      "epochs_this_call": len(trainer.history) - trainer.start_epoch})
