@@ -72,7 +72,10 @@ def predictions(output: torch.Tensor, loss: str) -> torch.Tensor:
 
 
 class MetricSums:
-    """Running sums over batches, so an epoch's metric is exact whatever the batch sizes."""
+    """Running sums over batches, so an epoch's metric is exact whatever the batch sizes.
+
+    The sums stay tensors on the model's device until ``result``: no host sync per batch.
+    """
 
     def __init__(self, loss: str, metrics: tuple[str, ...]):
         self.loss_name = loss
@@ -82,33 +85,34 @@ class MetricSums:
     def reset(self) -> None:
         self.count = 0
         self.elements = 0
-        self.loss = 0.0
-        self.correct = 0
-        self.abs_error = 0.0
-        self.sq_error = 0.0
+        self.sums: dict[str, torch.Tensor] = {}
+
+    def _add(self, key: str, value: torch.Tensor) -> None:
+        current = self.sums.get(key)
+        self.sums[key] = value if current is None else current + value
 
     @torch.no_grad()
     def add(self, output: torch.Tensor, target: torch.Tensor, loss: torch.Tensor) -> None:
         n = output.shape[0]
         self.count += n
-        self.loss += float(loss) * n
+        self._add("loss", loss.detach().float() * n)
         if "accuracy" in self.metrics:
             predicted = predictions(output, self.loss_name)
-            self.correct += int((predicted == target.reshape(predicted.shape).long()).sum())
+            self._add("correct", (predicted == target.reshape(predicted.shape).long()).sum())
             self.elements += predicted.numel()
         if "mae" in self.metrics or "mse" in self.metrics:
             diff = output.float() - _like(target, output).float()
-            self.abs_error += float(diff.abs().sum())
-            self.sq_error += float((diff * diff).sum())
+            self._add("abs_error", diff.abs().sum())
+            self._add("sq_error", (diff * diff).sum())
             self.elements += diff.numel() if "accuracy" not in self.metrics else 0
 
+    def mean_loss(self) -> float:
+        return float(self.sums["loss"]) / max(self.count, 1) if "loss" in self.sums else float("nan")
+
     def result(self, prefix: str = "") -> dict[str, float]:
-        out = {f"{prefix}loss": self.loss / max(self.count, 1)}
+        out = {f"{prefix}loss": self.mean_loss()}
         denominator = max(self.elements, 1)
-        if "accuracy" in self.metrics:
-            out[f"{prefix}accuracy"] = self.correct / denominator
-        if "mae" in self.metrics:
-            out[f"{prefix}mae"] = self.abs_error / denominator
-        if "mse" in self.metrics:
-            out[f"{prefix}mse"] = self.sq_error / denominator
+        for metric, key in (("accuracy", "correct"), ("mae", "abs_error"), ("mse", "sq_error")):
+            if metric in self.metrics:
+                out[f"{prefix}{metric}"] = float(self.sums.get(key, torch.zeros(()))) / denominator
         return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -159,14 +160,14 @@ class Trainer:
                 apply_max_norm(self.weights, self.max_norm)
             sums.add(output.detach().float(), y, loss.detach())
             if bar is not None:
-                bar[0].update(bar[1], advance=1, loss=sums.loss / max(sums.count, 1))
+                bar[0].update(bar[1], advance=1, loss=float(loss))
         if bar is not None:
             bar[0].stop()
         return sums.result("train_")
 
     def _bar(self, epoch: int, steps: int):
-        if not self.progress:
-            return None
+        if not self.progress or not sys.stdout.isatty():
+            return None  # a bar only where a person watches; logs stay clean
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
