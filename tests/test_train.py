@@ -173,3 +173,13 @@ def test_emitted_torch_file_loads_trained_weights(tmp_path):
     run.module.eval()
     x = torch.randn(5, 64)
     torch.testing.assert_close(model(x), run.module(x), rtol=0, atol=0)
+
+
+@pytest.mark.slow
+def test_torch_compile_trains_and_saves_plain_keys(tmp_path):
+    run = nnspec.train(write(tmp_path, MLP), epochs=1, compile=True, out=tmp_path / "r", **QUIET)
+    from nnspec.runtime.checkpoint import load_weights
+
+    tensors, _ = load_weights(run.directory / "last.safetensors")
+    assert set(tensors) == set(run.module.state_dict())  # no `_orig_mod.` prefix
+    assert run.test_accuracy is not None and run.test_accuracy > 0.5
