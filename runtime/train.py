@@ -160,7 +160,11 @@ class Trainer:
                 apply_max_norm(self.weights, self.max_norm)
             sums.add(output.detach().float(), y, loss.detach())
             if bar is not None:
-                bar[0].update(bar[1], advance=1, loss=float(loss))
+                done = (step + 1) * len(index)
+                rate = done / max(time.perf_counter() - bar[2], 1e-9)
+                shown = sums.result()
+                metric = f"acc {shown['accuracy']:.3f}" if "accuracy" in shown else ""
+                bar[0].update(bar[1], advance=1, loss=shown["loss"], metric=metric, rate=rate)
         if bar is not None:
             bar[0].stop()
         return sums.result("train_")
@@ -178,10 +182,11 @@ class Trainer:
 
         progress = Progress(
             TextColumn(f"epoch {epoch + 1}/{self.plan.epochs}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), transient=True)
-        task = progress.add_task("train", total=steps, loss=float("nan"))
+            TextColumn("loss {task.fields[loss]:.4f} {task.fields[metric]}"),
+            TextColumn("{task.fields[rate]:,.0f} samples/s"), TimeElapsedColumn(), transient=True)
+        task = progress.add_task("train", total=steps, loss=float("nan"), metric="", rate=0.0)
         progress.start()
-        return progress, task
+        return progress, task, time.perf_counter()
 
     @torch.no_grad()
     def evaluate(self, split: tuple[torch.Tensor, torch.Tensor], prefix: str,
