@@ -135,6 +135,14 @@ def test_a_missing_data_file_is_an_error(tmp_path):
     assert result.exit_code == 1 and "nowhere.csv" in result.stderr and "Traceback" not in result.output
 
 
+def test_a_corrupt_data_file_is_an_error(tmp_path):
+    (tmp_path / "d.npz").write_bytes(b"PK\x03\x04 this is not a zip archive")
+    spec = write(tmp_path, MLP.replace("data       digits", 'data       npz("d.npz")'))
+    result = invoke("train", str(spec), "--out", str(tmp_path / "r"))
+    assert result.exit_code == 1 and "d.npz" in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "r" / "state.pt").exists()
+
+
 def test_resume_refuses_a_corrupt_state_and_another_spec(tmp_path):
     spec = write(tmp_path, MLP)
     nnspec.train(spec, out=tmp_path / "run", stop_after=1, **QUIET)
