@@ -60,6 +60,8 @@ def run_training(
 ) -> Run:
     """Train ``graph`` by ``recipe``; write everything into a run directory."""
     hash_ = spec_hash(loaded)
+    # the data is checked before anything is written: a bad data file leaves no half run
+    data = prepare(recipe, graph, load_dataset(recipe, base_dir, dataset))
     if resume is not None:
         directory = resume
         if not (directory / "state.pt").is_file():
@@ -72,7 +74,6 @@ def run_training(
                                 help=f"continue it with --resume {directory}, or choose another --out")
         directory.mkdir(parents=True, exist_ok=True)
         write_inputs(directory, loaded, graph, recipe)
-    data = prepare(recipe, graph, load_dataset(recipe, base_dir, dataset))
     if data.normalizer is not None:
         ckpt.write_text(directory / "normalizer.json", json.dumps(data.normalizer) + "\n")
     trainer = Trainer(recipe, graph, data, directory, spec_hash=hash_, device=device or recipe.device,
