@@ -16,6 +16,13 @@ def train(*args, **kwargs):  # noqa: ANN002, ANN003 - the signature is nnspec.tr
     return run(*args, **kwargs)
 
 
+def export(*args, **kwargs):  # noqa: ANN002, ANN003 - the signature is nnspec.exporting.export's
+    """Write a spec's model with trained weights as ONNX; see :func:`nnspec.exporting.export`."""
+    from nnspec.exporting import export as run
+
+    return run(*args, **kwargs)
+
+
 __version__ = "0.1.0"
-__all__ = ["Diagnostic", "DiagnosticError", "Graph", "Model", "__version__", "load", "load_recipe",
-           "train"]
+__all__ = ["Diagnostic", "DiagnosticError", "Graph", "Model", "__version__", "export", "load",
+           "load_recipe", "train"]

@@ -1,4 +1,4 @@
-"""The public face: load a spec, get its IR and summary (torch, ONNX and training follow)."""
+"""The public face: load a spec, get its IR and summary, its torch and ONNX models."""
 
 from __future__ import annotations
 
@@ -37,6 +37,15 @@ class Model:
 
     def ir_json(self, indent: int | None = 2) -> str:
         return self.program().model_dump_json(indent=indent)
+
+    def to_onnx(self, weights: Any = None, *, fold_bn: bool = False,
+                metadata: dict[str, Any] | None = None, seed: int = 0) -> Any:
+        """The ONNX ModelProto (opset 21) with ``weights``: a state_dict or {name: array}, a
+        .safetensors path, or None for torch's default initialisation under ``seed``.
+        Raises CheckpointError when the weights' names or shapes differ from the spec's."""
+        from nnspec.exporting import onnx_model
+
+        return onnx_model(self, weights, fold_bn=fold_bn, metadata=metadata, seed=seed)
 
 
 def model_names(loaded: Loaded) -> list[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -216,15 +216,20 @@ def explain(code: Annotated[str, typer.Argument(help="a diagnostic code, e.g. E2
 
 @app.command()
 def compile(  # noqa: A001 - the command's name
-    file: Annotated[Path, typer.Argument(help="the spec file (.nn)")],
-    emit: Annotated[str, typer.Option("--emit", help="what to write: torch (a .py file) or ir (JSON)")] = "torch",
+    file: Annotated[Path, typer.Argument(help="the spec file (.nn)", metavar="FILE")],
+    emit: Annotated[str, typer.Option(
+        "--emit", help="what to write: torch (a .py file), ir (JSON) or onnx (needs -o)")] = "torch",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="file to write (default: stdout)")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="the model to compile")] = None,
     set_: Annotated[list[str], typer.Option("--set", help="model argument, name=value (repeatable)")] = [],  # noqa: B006
 ) -> None:
-    """Compile a model: a standalone PyTorch file (imports only torch) or the IR as JSON."""
-    if emit not in ("torch", "ir"):
-        err.print(f"error: --emit must be torch or ir, got {emit!r}", markup=False)
+    """Compile a model: a standalone PyTorch file (imports only torch), the IR as JSON, or an
+    ONNX model with initial weights (torch's default initialisation, seed 0)."""
+    if emit not in ("torch", "ir", "onnx"):
+        err.print(f"error: --emit must be torch, ir or onnx, got {emit!r}", markup=False)
+        raise typer.Exit(2)
+    if emit == "onnx" and output is None:
+        err.print("error: --emit onnx writes a binary file: give it with -o model.onnx", markup=False)
         raise typer.Exit(2)
     try:
         args = parse_assignments(set_)
@@ -240,6 +245,18 @@ def compile(  # noqa: A001 - the command's name
         _print_diagnostics(list(exc.diagnostics), exc.sources)
         raise typer.Exit(1) from None
     _print_diagnostics(compiled.warnings, compiled.loaded.sources)
+    if emit == "onnx":
+        assert output is not None
+        from nnspec.runtime.checkpoint import atomic_write
+
+        proto = compiled.to_onnx()
+        try:
+            atomic_write(output, lambda tmp: tmp.write_bytes(proto.SerializeToString()))
+        except OSError as exc:
+            err.print(f"error: cannot write `{output}`: {exc.strerror or exc}", markup=False)
+            raise typer.Exit(1) from None
+        err.print(f"wrote {output} (ONNX opset 21, initial weights, seed 0)", markup=False)
+        return
     if emit == "ir":
         text = compiled.ir_json() + "\n"
     else:
@@ -257,6 +274,127 @@ def compile(  # noqa: A001 - the command's name
         err.print(f"error: cannot write `{output}`: {exc.strerror or exc}", markup=False)
         raise typer.Exit(1) from None
     err.print(f"wrote {output}", markup=False)
+
+
+@app.command()
+def export(
+    file: Annotated[Path, typer.Argument(help="the spec file (.nn)")],
+    weights: Annotated[str, typer.Option(
+        "--weights", "-w", help="a run directory (its best.safetensors) or a .safetensors file")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="the .onnx file to write")],
+    model: Annotated[str | None, typer.Option("--model", "-m", help="the model to export")] = None,
+    fold_bn: Annotated[bool, typer.Option(
+        "--fold-bn", help="fold each batchnorm into the conv before it")] = False,
+    set_: Annotated[list[str], typer.Option("--set", help="model argument, name=value (repeatable)")] = [],  # noqa: B006
+) -> None:
+    """Export a model with trained weights to ONNX (opset 21, eval mode, dynamic batch);
+    from a run directory the metadata carries the class names, task and input normaliser."""
+    from nnspec.exporting import export as run
+    from nnspec.runtime.checkpoint import CheckpointError
+
+    try:
+        args = parse_assignments(set_)
+    except UsageError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    try:
+        result = run(file, weights, output, model=model, args=args or None, fold_bn=fold_bn,
+                     log=lambda line: err.print(line, markup=False))
+    except DiagnosticError as exc:
+        _print_diagnostics(list(exc.diagnostics), exc.sources)
+        raise typer.Exit(1) from None
+    except CheckpointError as exc:
+        _error(exc.message, exc.help)
+    except OSError as exc:
+        _error(f"cannot write `{output}`: {exc.strerror or exc}")
+    props = {p.key: p.value for p in result.model.metadata_props}
+    size = sum(len(t.raw_data) for t in result.model.graph.initializer)
+    shown = [f"model {props.get('model')}", f"weights {result.weights}",
+             f"{len(result.model.graph.node)} nodes", f"{size / 2**20:.1f} MiB of weights"]
+    if "classes" in props:
+        shown.append(f"{len(json.loads(props['classes']))} classes")
+    err.print(f"wrote {result.path} ({', '.join(shown)})", markup=False)
+
+
+def _error(message: str, help: str | None = None) -> NoReturn:
+    err.print(f"error: {message}", markup=False)
+    if help:
+        err.print(f"  = help: {help}", markup=False)
+    raise typer.Exit(1)
+
+
+@app.command()
+def predict(
+    model_file: Annotated[Path, typer.Argument(metavar="MODEL", help="the .onnx model")],
+    input_: Annotated[Path, typer.Option(
+        "--input", "-i", help="samples: .npz (array x), .npy, .csv, an image or a folder of images")],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="write the predictions: .csv, .npz or .json")] = None,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="samples per onnxruntime call")] = 256,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="classes shown per sample")] = 3,
+) -> None:
+    """Run an ONNX model on samples through onnxruntime: class probabilities and the top-k
+    classes for a classifier, the raw outputs otherwise."""
+    from nnspec.runtime.inference import PredictError, Session, read_input, write_predictions
+
+    try:
+        session = Session(model_file)
+        if len(session.inputs) != 1:
+            raise PredictError(f"the model takes {len(session.inputs)} inputs; predict feeds one")
+        x, rows = read_input(input_, session)
+        if session.is_classifier:
+            prediction = session.predict(x, top_k=top_k, batch=batch)
+            _prediction_table(prediction, rows)
+            if output is not None:
+                write_predictions(output, rows, prediction=prediction)
+        else:
+            y = session.run(x, batch=batch)
+            _values_table(y, rows)
+            if output is not None:
+                write_predictions(output, rows, outputs=y)
+    except PredictError as exc:
+        _error(exc.message, exc.help)
+    except OSError as exc:
+        _error(f"cannot write `{output}`: {exc.strerror or exc}")
+    if output is not None:
+        err.print(f"wrote {output}", markup=False)
+
+
+_SHOWN_ROWS = 20
+
+
+def _prediction_table(prediction, rows: list[str]) -> None:
+    k = prediction.top_k.shape[1]
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("row")
+    for j in range(k):
+        table.add_column(f"top {j + 1}")
+    names = prediction.top_names()
+    for i, row in enumerate(rows[:_SHOWN_ROWS]):
+        cells = [f"{names[i][j]} ({prediction.probabilities[i, c]:.3f})"
+                 for j, c in enumerate(prediction.top_k[i])]
+        table.add_row(row, *cells)
+    out.print(table)
+    more = f" (first {_SHOWN_ROWS} shown)" if len(rows) > _SHOWN_ROWS else ""
+    out.print(f"{len(rows)} samples{more}; classes: {', '.join(prediction.classes)}",
+              markup=False)
+
+
+def _values_table(y, rows: list[str]) -> None:
+    flat = y.reshape(len(y), -1)
+    width = min(flat.shape[1], 6)
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("row")
+    for j in range(width):
+        table.add_column(f"y{j}", justify="right")
+    if flat.shape[1] > width:
+        table.add_column("...")
+    for i, row in enumerate(rows[:_SHOWN_ROWS]):
+        extra = ["..."] if flat.shape[1] > width else []
+        table.add_row(row, *(f"{v:.4g}" for v in flat[i, :width]), *extra)
+    out.print(table)
+    more = f" (first {_SHOWN_ROWS} shown)" if len(rows) > _SHOWN_ROWS else ""
+    out.print(f"{len(rows)} samples{more}; output per sample: {list(y.shape[1:])}", markup=False)
 
 
 @app.command()

@@ -1,1 +1,8 @@
-"""nnspec.runtime: filled in by later stages of the pipeline."""
+"""nnspec.runtime: training (runtime.train, runtime.run) and inference through onnxruntime.
+
+``Session`` imports onnxruntime only when a model is opened.
+"""
+
+from .inference import PredictError, Prediction, Session
+
+__all__ = ["PredictError", "Prediction", "Session"]

@@ -5,6 +5,7 @@
     RUN/metrics.jsonl  one line per epoch           RUN/state.pt     optimizer, RNG, history
     RUN/best.safetensors + best.json, RUN/last.safetensors + last.json
     RUN/normalizer.json  statistics of the training split (reused by inference)
+    RUN/classes.json   the class names of the data, when it has them (reused by inference)
     RUN/curves.png, RUN/summary.md, RUN/test.json
 """
 
@@ -76,6 +77,8 @@ def run_training(
         write_inputs(directory, loaded, graph, recipe)
     if data.normalizer is not None:
         ckpt.write_text(directory / "normalizer.json", json.dumps(data.normalizer) + "\n")
+    if data.class_names is not None:
+        ckpt.write_text(directory / "classes.json", json.dumps(list(data.class_names)) + "\n")
     trainer = Trainer(recipe, graph, data, directory, spec_hash=hash_, device=device or recipe.device,
                       amp=amp, compile=compile, progress=progress, log=log)
     if resume is not None:

@@ -7,7 +7,7 @@ normalisations only; every activation here, prelu included, counts 0.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
@@ -16,6 +16,11 @@ from ..ir import TensorType
 from .arith import check_divisible
 from .base import Op, ShapeError, TorchCall, register
 
+if TYPE_CHECKING:
+    import numpy as np
+
+    from nnspec.compiler.onnx_build import OnnxGraph
+
 _CONTRACT = "\n\n    Shape: [*] -> [*], unchanged.\n    Params: none.\n    MACs: 0 (not counted).\n"
 
 
@@ -23,12 +28,15 @@ class _Elementwise(Op):
     """An elementwise activation y = f(x): the shape is kept, nothing is learned.
 
     A row of the table lowers to ``torch_cls`` with ``torch_args`` (torch keyword -> the
-    attribute it takes its value from).
+    attribute it takes its value from), and to the ONNX op ``onnx_op`` with ``onnx_args``
+    (ONNX attribute -> the attribute it takes its value from).
     """
 
     family: ClassVar[str] = "activation"
     torch_cls: ClassVar[str] = ""
     torch_args: ClassVar[dict[str, str]] = {}
+    onnx_op: ClassVar[str] = ""
+    onnx_args: ClassVar[dict[str, str]] = {}
 
     def infer(self, inputs: Sequence[TensorType]) -> TensorType:
         (x,) = inputs
@@ -38,6 +46,12 @@ class _Elementwise(Op):
         if not self.torch_cls:
             return super().torch_call(inputs)
         return TorchCall(self.torch_cls, {k: getattr(self, a) for k, a in self.torch_args.items()})
+
+    def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
+                params: dict[str, np.ndarray]) -> str:
+        if not self.onnx_op:
+            return super().to_onnx(g, inputs, types, name, params)
+        return g.node(self.onnx_op, inputs, **{k: getattr(self, a) for k, a in self.onnx_args.items()})
 
 
 def _row(cls: type[_Elementwise]) -> type[_Elementwise]:
@@ -54,6 +68,7 @@ class ReLU(_Elementwise):
 
     kind: ClassVar[str] = "relu"
     torch_cls: ClassVar[str] = "nn.ReLU"
+    onnx_op: ClassVar[str] = "Relu"
 
 
 @_row
@@ -62,6 +77,7 @@ class Sigmoid(_Elementwise):
 
     kind: ClassVar[str] = "sigmoid"
     torch_cls: ClassVar[str] = "nn.Sigmoid"
+    onnx_op: ClassVar[str] = "Sigmoid"
 
 
 @_row
@@ -70,6 +86,7 @@ class Tanh(_Elementwise):
 
     kind: ClassVar[str] = "tanh"
     torch_cls: ClassVar[str] = "nn.Tanh"
+    onnx_op: ClassVar[str] = "Tanh"
 
 
 @_row
@@ -80,6 +97,8 @@ class GELU(_Elementwise):
     kind: ClassVar[str] = "gelu"
     torch_cls: ClassVar[str] = "nn.GELU"
     torch_args: ClassVar[dict[str, str]] = {"approximate": "approximate"}
+    onnx_op: ClassVar[str] = "Gelu"  # opset 20
+    onnx_args: ClassVar[dict[str, str]] = {"approximate": "approximate"}
     approximate: Literal["none", "tanh"] = "none"
 
 
@@ -90,6 +109,8 @@ class ELU(_Elementwise):
     kind: ClassVar[str] = "elu"
     torch_cls: ClassVar[str] = "nn.ELU"
     torch_args: ClassVar[dict[str, str]] = {"alpha": "alpha"}
+    onnx_op: ClassVar[str] = "Elu"
+    onnx_args: ClassVar[dict[str, str]] = {"alpha": "alpha"}
     positional: ClassVar[tuple[str, ...]] = ("alpha",)
     alpha: float = 1.0
 
@@ -101,6 +122,8 @@ class LeakyReLU(_Elementwise):
     kind: ClassVar[str] = "leaky_relu"
     torch_cls: ClassVar[str] = "nn.LeakyReLU"
     torch_args: ClassVar[dict[str, str]] = {"negative_slope": "alpha"}
+    onnx_op: ClassVar[str] = "LeakyRelu"
+    onnx_args: ClassVar[dict[str, str]] = {"alpha": "alpha"}
     positional: ClassVar[tuple[str, ...]] = ("alpha",)
     alpha: float = Field(default=0.01, ge=0)
 
@@ -137,6 +160,15 @@ class PReLU(_Elementwise):
     def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
         return TorchCall("nn.PReLU", {"num_parameters": self.param_shapes(inputs)["weight"][0]})
 
+    def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
+                params: dict[str, np.ndarray]) -> str:
+        """ONNX PRelu; a per-channel slope [C] is reshaped to [C, 1, ...] to broadcast on axis 1."""
+        (x,) = types
+        slope = g.initializer(f"{name}.weight", params["weight"])
+        if self.per_channel and x.rank > 1:
+            slope = g.reshape(slope, [x.shape[0], *[1] * (x.rank - 1)])
+        return g.node("PRelu", [inputs[0], slope])
+
 
 class _OverAxis(_Elementwise):
     """Shared by softmax and log_softmax: one axis of the per-sample shape, negative allowed."""
@@ -166,6 +198,11 @@ class _OverAxis(_Elementwise):
         # the batch axis comes first: a per-sample axis a >= 0 is torch's a + 1
         return TorchCall(self.torch_cls, {"dim": self.axis + 1 if self.axis >= 0 else self.axis})
 
+    def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
+                params: dict[str, np.ndarray]) -> str:
+        self.resolved_axis(types[0])
+        return g.node(self.onnx_op, inputs, axis=self.axis + 1 if self.axis >= 0 else self.axis)
+
 
 @register
 class Softmax(_OverAxis):
@@ -182,6 +219,7 @@ class Softmax(_OverAxis):
 
     kind: ClassVar[str] = "softmax"
     torch_cls: ClassVar[str] = "nn.Softmax"
+    onnx_op: ClassVar[str] = "Softmax"  # opset 13+: over one axis, as torch
 
 
 @register
@@ -198,6 +236,7 @@ class LogSoftmax(_OverAxis):
 
     kind: ClassVar[str] = "log_softmax"
     torch_cls: ClassVar[str] = "nn.LogSoftmax"
+    onnx_op: ClassVar[str] = "LogSoftmax"
 
 
 @register
@@ -229,3 +268,10 @@ class Maxout(Op):
 
     def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
         return TorchCall("Maxout", {"k": self.k})
+
+    def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
+                params: dict[str, np.ndarray]) -> str:
+        """Reshape [batch, C, *] to [batch, C / k, k, *], then ReduceMax over the k axis."""
+        (x,) = types
+        pieces = g.reshape(inputs[0], [0, x.shape[0] // self.k, self.k, *x.shape[1:]])
+        return g.node("ReduceMax", [pieces, g.ints([2])], keepdims=0)

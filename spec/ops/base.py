@@ -7,7 +7,8 @@ asks the instance about one application to concrete input types:
 - ``infer(inputs)`` -> output type, raising :class:`ShapeError` with the formula and numbers;
 - ``param_shapes(inputs)`` / ``buffer_shapes(inputs)``: names -> shapes (counts derive from them);
 - ``macs(inputs, output)``: multiply-accumulates per sample (one MAC = one multiply-add);
-- ``receptive_step(inputs)``: (effective window, stride) per spatial axis, or GLOBAL.
+- ``receptive_step(inputs)``: (effective window, stride) per spatial axis, or GLOBAL;
+- lowerings: ``torch_call(inputs)`` (a module) and ``to_onnx(g, ...)`` (ONNX nodes, opset 21).
 
 Register a class with :func:`register`; its ``kind`` is the name used in spec files.
 """
@@ -16,11 +17,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from ..ir import ReceptiveField, TensorType
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from nnspec.compiler.onnx_build import OnnxGraph
 
 
 class ShapeError(Exception):
@@ -110,6 +116,17 @@ class Op(BaseModel):
     def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
         """The torch module of this op (state_dict keys = ``param_shapes`` keys)."""
         raise NotImplementedError(f"`{self.kind}` has no torch lowering")
+
+    def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
+                params: dict[str, np.ndarray]) -> str:
+        """Emit this op's ONNX nodes (opset 21, eval semantics) through the builder ``g``.
+
+        ``inputs`` are the value names of the operands, each with a leading batch axis;
+        ``types`` their per-sample types; ``name`` the node's spec name (initializers are
+        ``{name}.{param}``); ``params`` its parameters and float buffers as float32 arrays,
+        by param name. Returns the name of the output value.
+        """
+        raise NotImplementedError(f"`{self.kind}` has no ONNX lowering")
 
     # -- helpers for the registry and the IR -----------------------------------------------
     def attrs(self) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
@@ -21,6 +21,11 @@ from .arith import (
     window_output,
 )
 from .base import Op, ShapeError, TorchCall, WindowStep, register
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from nnspec.compiler.onnx_build import OnnxGraph
 
 Positive = Field(gt=0)
 PositiveOrTuple = IntOrTuple
@@ -160,6 +165,26 @@ class Conv(_Windowed):
             "groups": self.groups, "bias": self.bias,
         })
 
+    def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
+                params: dict[str, np.ndarray]) -> str:
+        """ONNX Conv; `same` and `valid` become explicit (begin, end) pads. A bias is
+        emitted when ``params`` holds one (batchnorm folding adds one to a bias-free conv)."""
+        _, kernel, stride, dilation, pads = self._axes(types[0])
+        return onnx_conv(g, inputs[0], name, params, "", kernel, stride, dilation, pads,
+                         self.groups)
+
+
+def onnx_conv(g: OnnxGraph, x: str, name: str, params: dict[str, np.ndarray], prefix: str,
+              kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int],
+              pads: Sequence[tuple[int, int]], groups: int) -> str:
+    """One ONNX Conv from the params ``{prefix}weight`` and, if present, ``{prefix}bias``."""
+    operands = [x, g.initializer(f"{name}.{prefix}weight", params[f"{prefix}weight"])]
+    if f"{prefix}bias" in params:
+        operands.append(g.initializer(f"{name}.{prefix}bias", params[f"{prefix}bias"]))
+    return g.node("Conv", operands, kernel_shape=list(kernel), strides=list(stride),
+                  dilations=list(dilation), group=groups,
+                  pads=[before for before, _ in pads] + [after for _, after in pads])
+
 
 @register
 class Conv1d(Conv):
@@ -228,6 +253,17 @@ class SeparableConv(Conv):
             "stride": stride, "padding": self._torch_padding(pads), "dilation": dilation,
             "bias": self.bias,
         })
+
+    def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
+                params: dict[str, np.ndarray]) -> str:
+        """Two ONNX Convs: depthwise (group = C_in), then the 1x1 pointwise one."""
+        (x,) = types
+        _, kernel, stride, dilation, pads = self._axes(x)
+        ones = (1,) * len(kernel)
+        depthwise = onnx_conv(g, inputs[0], name, params, "depthwise.", kernel, stride, dilation,
+                              pads, x.shape[0])
+        return onnx_conv(g, depthwise, name, params, "pointwise.", ones, ones, ones,
+                         ((0, 0),) * len(kernel), 1)
 
 
 @register
@@ -320,3 +356,15 @@ class UpConv(_Windowed):
             "stride": v["stride"], "padding": v["padding"], "output_padding": v["output_padding"],
             "groups": self.groups, "bias": self.bias, "dilation": v["dilation"],
         })
+
+    def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
+                params: dict[str, np.ndarray]) -> str:
+        """ONNX ConvTranspose: out = S·(N - 1) + output_padding + d(k - 1) + 1 - 2P, as torch."""
+        _, v = self._axes(types[0])
+        operands = [inputs[0], g.initializer(f"{name}.weight", params["weight"])]
+        if "bias" in params:
+            operands.append(g.initializer(f"{name}.bias", params["bias"]))
+        return g.node("ConvTranspose", operands, kernel_shape=list(v["kernel"]),
+                      strides=list(v["stride"]), pads=list(v["padding"]) * 2,
+                      output_padding=list(v["output_padding"]), dilations=list(v["dilation"]),
+                      group=self.groups)

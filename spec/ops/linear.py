@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field
 
 from .. import codes
 from ..ir import TensorType
 from .base import Op, ShapeError, TorchCall, register
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from nnspec.compiler.onnx_build import OnnxGraph
 
 
 def expect_float(x: TensorType, what: str) -> None:
@@ -76,6 +81,16 @@ class Linear(Op):
             "in_features": x.shape[-1], "out_features": self.features, "bias": self.bias,
         })
 
+    def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
+                params: dict[str, np.ndarray]) -> str:
+        """ONNX Gemm(x, W, b, transB=1) on [batch, F]; MatMul with Wᵀ (+ b) on [batch, *, F]."""
+        weight = g.initializer(f"{name}.weight", params["weight"])
+        bias = g.initializer(f"{name}.bias", params["bias"]) if "bias" in params else None
+        if types[0].rank == 1:
+            return g.node("Gemm", [inputs[0], weight, *([bias] if bias else [])], transB=1)
+        y = g.node("MatMul", [inputs[0], g.node("Transpose", [weight], perm=[1, 0])])
+        return g.node("Add", [y, bias]) if bias else y
+
 
 @register
 class Embedding(Op):
@@ -128,3 +143,9 @@ class Embedding(Op):
         return TorchCall("nn.Embedding", {
             "num_embeddings": self.num, "embedding_dim": self.dim, "padding_idx": self.padding_idx,
         })
+
+    def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
+                params: dict[str, np.ndarray]) -> str:
+        """ONNX Gather(W, ids, axis=0); padding_idx only matters for training."""
+        return g.node("Gather", [g.initializer(f"{name}.weight", params["weight"]), inputs[0]],
+                      axis=0)

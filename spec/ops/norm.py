@@ -11,7 +11,7 @@ MACs convention (the same for all four): one multiply-add per element, numel in 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, ClassVar
+from typing import TYPE_CHECKING, Annotated, ClassVar
 
 from pydantic import Field
 
@@ -19,6 +19,11 @@ from .. import codes
 from ..ir import TensorType
 from .arith import check_divisible, expect_rank
 from .base import Op, ShapeError, TorchCall, register
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from nnspec.compiler.onnx_build import OnnxGraph
 
 
 class _Norm(Op):
@@ -42,6 +47,16 @@ class _Norm(Op):
 
     def macs(self, inputs: Sequence[TensorType], output: TensorType) -> int:
         return inputs[0].numel
+
+    def _affine(self, g: OnnxGraph, name: str, params: dict[str, np.ndarray],
+                shape: tuple[int, ...]) -> tuple[str, str]:
+        """γ and β as initializers, or constants 1 and 0 when not `affine` (ONNX needs them)."""
+        import numpy as np
+
+        if "weight" in params:
+            return (g.initializer(f"{name}.weight", params["weight"]),
+                    g.initializer(f"{name}.bias", params["bias"]))
+        return (g.constant(np.ones(shape, np.float32)), g.constant(np.zeros(shape, np.float32)))
 
 
 @register
@@ -75,6 +90,16 @@ class BatchNorm(_Norm):
             "num_features": x.shape[0], "eps": self.eps, "momentum": self.momentum,
             "affine": self.affine,
         })
+
+    def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
+                params: dict[str, np.ndarray]) -> str:
+        """ONNX BatchNormalization in inference mode (training_mode=0): the running statistics.
+        ONNX's momentum weighs the old value (running·m + batch·(1 - m)): torch's 1 - momentum."""
+        scale, bias = self._affine(g, name, params, (types[0].shape[0],))
+        mean = g.initializer(f"{name}.running_mean", params["running_mean"])
+        var = g.initializer(f"{name}.running_var", params["running_var"])
+        return g.node("BatchNormalization", [inputs[0], scale, bias, mean, var],
+                      epsilon=self.eps, momentum=1.0 - self.momentum)
 
 
 @register
@@ -127,6 +152,14 @@ class LayerNorm(_Norm):
             "elementwise_affine": self.affine,
         })
 
+    def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
+                params: dict[str, np.ndarray]) -> str:
+        """ONNX LayerNormalization (opset 17) over the axes from -len(normalized shape) on."""
+        shape = self.normalized_shape(types[0])
+        scale, bias = self._affine(g, name, params, shape)
+        return g.node("LayerNormalization", [inputs[0], scale, bias], axis=-len(shape),
+                      epsilon=self.eps)
+
 
 @register
 class InstanceNorm(_Norm):
@@ -149,6 +182,12 @@ class InstanceNorm(_Norm):
         return TorchCall(f"nn.InstanceNorm{x.rank - 1}d", {
             "num_features": x.shape[0], "eps": self.eps, "affine": self.affine,
         })
+
+    def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
+                params: dict[str, np.ndarray]) -> str:
+        """ONNX InstanceNormalization (its scale and B are required: 1 and 0 when not affine)."""
+        scale, bias = self._affine(g, name, params, (types[0].shape[0],))
+        return g.node("InstanceNormalization", [inputs[0], scale, bias], epsilon=self.eps)
 
 
 @register
@@ -182,3 +221,12 @@ class GroupNorm(_Norm):
             "num_groups": self.groups, "num_channels": inputs[0].shape[0], "eps": self.eps,
             "affine": self.affine,
         })
+
+    def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
+                params: dict[str, np.ndarray]) -> str:
+        """ONNX GroupNormalization of opset 21: scale and bias per channel, as torch (opset 18
+        had them per group)."""
+        scale, bias = self._affine(g, name, params, (types[0].shape[0],))
+        y = g.node("GroupNormalization", [inputs[0], scale, bias], num_groups=self.groups,
+                   epsilon=self.eps)
+        return g.declare(y, types[0].dtype, types[0].shape)  # onnx 1.23 cannot infer it

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from .. import codes
 from ..ir import TensorType
 from .arith import AXIS_NAMES, IntOrTuple, expect_rank, per_axis, window_output
 from .base import GLOBAL, Op, ShapeError, TorchCall, WindowStep, register
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from nnspec.compiler.onnx_build import OnnxGraph
 
 Rounding = Literal["exact", "floor", "ceil"]
 _LAYOUT = {2: "[C, L]", 3: "[C, H, W]"}
@@ -82,6 +87,22 @@ class _Pool(Op):
         _, kernel, stride, _, padding = self._axes(x)
         return {"kernel_size": kernel, "stride": stride, "padding": padding}
 
+    def onnx_pads(self, x: TensorType) -> tuple[list[int], list[int]]:
+        """(begin, end) pads per axis giving the IR's output size with ONNX's floor rule.
+
+        ONNX's ceil_mode is not used: onnx's shape inference keeps a last window that starts
+        in the right padding, which torch (and onnxruntime) drop. `rounding=ceil` becomes
+        extra end padding instead: end = (out - 1)·S + F - N - P, at least P.
+        """
+        _, kernel, stride, dilation, padding = self._axes(x)
+        out = self.infer([x]).shape[1:]
+        ends = [
+            max(p, (o - 1) * s + d * (k - 1) + 1 - n - p)
+            for n, o, k, s, d, p in zip(x.shape[1:], out, kernel, stride, dilation, padding,
+                                        strict=True)
+        ]
+        return list(padding), ends
+
 
 @register
 class MaxPool(_Pool):
@@ -110,6 +131,22 @@ class MaxPool(_Pool):
             **self._torch_kwargs(x), "dilation": dilation, "ceil_mode": self.rounding == "ceil",
         })
 
+    def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
+                params: dict[str, np.ndarray]) -> str:
+        """ONNX MaxPool (padding never wins a max); a pad of a kernel or more (dilated windows
+        with rounding=ceil) goes into an explicit -inf Pad first, as onnxruntime wants pads
+        smaller than the kernel."""
+        (x,) = types
+        _, kernel, stride, dilation, _ = self._axes(x)
+        begins, ends = self.onnx_pads(x)
+        source = inputs[0]
+        if any(p >= k for p, k in zip(begins + ends, list(kernel) * 2, strict=True)):
+            source = g.node("Pad", [source, g.ints([0, 0, *begins, 0, 0, *ends]),
+                                    g.constant(float("-inf"), "float32")])
+            begins, ends = [0] * len(begins), [0] * len(ends)
+        return g.node("MaxPool", [source], kernel_shape=list(kernel), strides=list(stride),
+                      dilations=list(dilation), pads=begins + ends)
+
 
 @register
 class AvgPool(_Pool):
@@ -137,12 +174,29 @@ class AvgPool(_Pool):
             "count_include_pad": self.count_include_pad,
         })
 
+    def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
+                params: dict[str, np.ndarray]) -> str:
+        """ONNX AveragePool. torch's divisor with count_include_pad counts the declared padding
+        but not a window's overhang past it (rounding=ceil): then the declared padding becomes
+        explicit zeros and the overhang is ONNX padding left out of the count."""
+        (x,) = types
+        _, kernel, stride, _, _ = self._axes(x)
+        begins, ends = self.onnx_pads(x)
+        source, include = inputs[0], self.count_include_pad
+        if include and ends != begins:
+            source = g.node("Pad", [source, g.ints([0, 0, *begins, 0, 0, *begins])])
+            begins, ends = [0] * len(begins), [e - b for b, e in zip(begins, ends, strict=True)]
+            include = False
+        return g.node("AveragePool", [source], kernel_shape=list(kernel), strides=list(stride),
+                      pads=begins + ends, count_include_pad=int(include))
+
 
 class _GlobalPool(Op):
     """Shared by the global pools: one value per channel, spatial axes kept with size 1."""
 
     family: ClassVar[str] = "pool"
     torch_cls: ClassVar[str] = ""  # nn.<torch_cls>{1,2}d(1)
+    onnx_op: ClassVar[str] = ""  # ONNX Global<...>Pool: spatial axes kept with size 1
 
     def infer(self, inputs: Sequence[TensorType]) -> TensorType:
         (x,) = inputs
@@ -156,6 +210,11 @@ class _GlobalPool(Op):
         n = _spatial(self.kind, inputs[0])
         return TorchCall(f"nn.{self.torch_cls}{n}d", {"output_size": 1})
 
+    def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
+                params: dict[str, np.ndarray]) -> str:
+        _spatial(self.kind, types[0])
+        return g.node(self.onnx_op, inputs)
+
 
 @register
 class GlobalAvgPool(_GlobalPool):
@@ -168,6 +227,7 @@ class GlobalAvgPool(_GlobalPool):
 
     kind: ClassVar[str] = "global_avgpool"
     torch_cls: ClassVar[str] = "AdaptiveAvgPool"
+    onnx_op: ClassVar[str] = "GlobalAveragePool"
 
     def macs(self, inputs: Sequence[TensorType], output: TensorType) -> int:
         return inputs[0].numel
@@ -184,6 +244,7 @@ class GlobalMaxPool(_GlobalPool):
 
     kind: ClassVar[str] = "global_maxpool"
     torch_cls: ClassVar[str] = "AdaptiveMaxPool"
+    onnx_op: ClassVar[str] = "GlobalMaxPool"
 
 
 def adaptive_windows(size: int, out: int) -> list[tuple[int, int]]:
@@ -221,6 +282,34 @@ class AdaptiveAvgPool(Op):
     def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
         (x,) = inputs
         return TorchCall(f"nn.AdaptiveAvgPool{x.rank - 1}d", {"output_size": self._sizes(x)})
+
+    def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
+                params: dict[str, np.ndarray]) -> str:
+        """The identity, GlobalAveragePool, an AveragePool when every size divides (windows
+        N / n, stride N / n), else one MatMul per axis with torch's window averages (a
+        rectangle's mean is the mean over rows of the means over columns)."""
+        import numpy as np
+
+        (x,) = types
+        sizes, spatial = self._sizes(x), x.shape[1:]
+        if sizes == spatial:
+            return inputs[0]
+        if max(sizes) == 1:
+            return g.node("GlobalAveragePool", inputs)
+        if all(n % out == 0 for n, out in zip(spatial, sizes, strict=True)):
+            window = [n // out for n, out in zip(spatial, sizes, strict=True)]
+            return g.node("AveragePool", inputs, kernel_shape=window, strides=window)
+
+        def averages(n: int, out: int) -> np.ndarray:  # [out, n]: row i averages window i
+            matrix = np.zeros((out, n), np.float32)
+            for i, (start, end) in enumerate(adaptive_windows(n, out)):
+                matrix[i, start:end] = 1.0 / (end - start)
+            return matrix
+
+        y = g.node("MatMul", [inputs[0], g.constant(averages(spatial[-1], sizes[-1]).T)])
+        if len(sizes) == 2:  # rows: [h, H] @ [B, C, H, w]
+            y = g.node("MatMul", [g.constant(averages(spatial[0], sizes[0])), y])
+        return y
 
     def macs(self, inputs: Sequence[TensorType], output: TensorType) -> int:
         (x,) = inputs

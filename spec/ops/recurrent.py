@@ -13,13 +13,17 @@ bidirectional, else 1; in_k = F for layer 0, H·dirs above it):
 - MACs = T · Σ_k dirs · G·H·(in_k + H): the two matrix products per step; biases and the
   gates' elementwise products are not counted.
 - Lowering: torch with batch_first=True; h_n is [layers·dirs, N, H], the last layer's
-  directions are its last dirs rows.
+  directions are its last dirs rows. ONNX: one RNN / LSTM / GRU node per layer (they are
+  single-layer) on [T, N, F] (layout 0: onnxruntime has no batch-major layout), the gate
+  blocks of each weight reordered in the graph (Gather of rows; the initializers stay the
+  state_dict's tensors), Y [T, dirs, N, H] reshaped to [T, N, H·dirs] for the next layer,
+  and Y_h [dirs, N, H] of the last layer to [N, H·dirs] for select=last.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
@@ -27,6 +31,11 @@ from ..ir import TensorType
 from .arith import expect_rank
 from .base import Op, TorchCall, register
 from .linear import expect_float
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from nnspec.compiler.onnx_build import OnnxGraph
 
 
 class _Recurrent(Op):
@@ -36,6 +45,8 @@ class _Recurrent(Op):
     positional: ClassVar[tuple[str, ...]] = ("hidden", "layers")
     gates: ClassVar[int] = 1
     torch_cls: ClassVar[str] = ""  # the batch-first wrapper in compiler/torch_modules.py
+    onnx_op: ClassVar[str] = ""
+    onnx_gates: ClassVar[tuple[int, ...]] = (0,)  # ONNX's gate blocks, as torch block indices
 
     hidden: int = Field(gt=0)
     layers: int = Field(default=1, gt=0)
@@ -84,6 +95,45 @@ class _Recurrent(Op):
             "bias": self.bias, "bidirectional": self.bidirectional, "select": self.select,
         })
 
+    def onnx_attrs(self) -> dict[str, object]:
+        return {}
+
+    def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
+                params: dict[str, np.ndarray]) -> str:
+        (x,) = types
+        steps, hidden, dirs = x.shape[0], self.hidden, self.dirs
+        suffixes = ("", "_reverse")[:dirs]
+
+        def stacked(keys: list[str], shape: list[int]) -> str:
+            """Concatenate the blocks of G·H rows, put each block's gates in ONNX order."""
+            tensors = [g.initializer(f"{name}.{key}", params[key]) for key in keys]
+            joined = tensors[0] if len(tensors) == 1 else g.node("Concat", tensors, axis=0)
+            rows = [block * self.gates * hidden + gate * hidden + i
+                    for block in range(len(keys)) for gate in self.onnx_gates for i in range(hidden)]
+            reordered = g.node("Gather", [joined, g.ints(rows)], axis=0)
+            return g.reshape(reordered, shape)
+
+        sequence = g.node("Transpose", inputs, perm=[1, 0, 2])  # [T, N, F]
+        rows = self.gates * hidden
+        state = ""
+        for k, in_k in enumerate(self._in_sizes(x)):
+            w = stacked([f"weight_ih_l{k}{s}" for s in suffixes], [dirs, rows, in_k])
+            r = stacked([f"weight_hh_l{k}{s}" for s in suffixes], [dirs, rows, hidden])
+            b = stacked([f"bias_{io}_l{k}{s}" for s in suffixes for io in ("ih", "hh")],
+                        [dirs, 2 * rows]) if self.bias else ""
+            last = k == self.layers - 1
+            y = "" if last and self.select == "last" else g.fresh(f"{name}/Y_l{k}")
+            state = g.fresh(f"{name}/Y_h_l{k}")
+            g.node(self.onnx_op, [sequence, w, r, b], outputs=[y, state], hidden_size=hidden,
+                   direction="bidirectional" if dirs == 2 else "forward", **self.onnx_attrs())
+            if y and not last:  # [T, dirs, N, H] -> [T, N, H·dirs]
+                sequence = g.reshape(g.node("Transpose", [y], perm=[0, 2, 1, 3]),
+                                     [steps, 0, dirs * hidden])
+        if self.select == "sequence":  # [T, dirs, N, H] -> [N, T, H·dirs]
+            return g.reshape(g.node("Transpose", [y], perm=[2, 0, 1, 3]), [0, steps, dirs * hidden])
+        # h_n of the last layer [dirs, N, H] -> [N, H·dirs], forward then backward
+        return g.reshape(g.node("Transpose", [state], perm=[1, 0, 2]), [0, dirs * hidden])
+
 
 @register
 class RNN(_Recurrent):
@@ -100,12 +150,16 @@ class RNN(_Recurrent):
     kind: ClassVar[str] = "rnn"
     gates: ClassVar[int] = 1
     torch_cls: ClassVar[str] = "RNN"
+    onnx_op: ClassVar[str] = "RNN"
 
     nonlinearity: Literal["tanh", "relu"] = "tanh"
 
     def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
         call = super().torch_call(inputs)
         return TorchCall(call.cls, {**call.kwargs, "nonlinearity": self.nonlinearity})
+
+    def onnx_attrs(self) -> dict[str, object]:
+        return {"activations": [self.nonlinearity.capitalize()] * self.dirs}
 
 
 @register
@@ -130,6 +184,8 @@ class LSTM(_Recurrent):
     kind: ClassVar[str] = "lstm"
     gates: ClassVar[int] = 4
     torch_cls: ClassVar[str] = "LSTM"
+    onnx_op: ClassVar[str] = "LSTM"
+    onnx_gates: ClassVar[tuple[int, ...]] = (0, 3, 1, 2)  # ONNX i, o, f, c = torch i, o, f, g
 
 
 @register
@@ -153,3 +209,8 @@ class GRU(_Recurrent):
     kind: ClassVar[str] = "gru"
     gates: ClassVar[int] = 3
     torch_cls: ClassVar[str] = "GRU"
+    onnx_op: ClassVar[str] = "GRU"
+    onnx_gates: ClassVar[tuple[int, ...]] = (1, 0, 2)  # ONNX z, r, h = torch z, r, n
+
+    def onnx_attrs(self) -> dict[str, object]:
+        return {"linear_before_reset": 1}  # torch applies r_t to (W_hn·h + b_hn)

@@ -7,13 +7,18 @@ expected activation is unchanged and evaluation is the identity (nothing to resc
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field
 
 from ..ir import TensorType
 from .arith import expect_rank
 from .base import Op, TorchCall, register
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from nnspec.compiler.onnx_build import OnnxGraph
 
 
 @register
@@ -41,6 +46,11 @@ class Dropout(Op):
 
     def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
         return TorchCall(self.torch_cls, {"p": self.p})
+
+    def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
+                params: dict[str, np.ndarray]) -> str:
+        """Eval semantics: the identity, no node at all."""
+        return inputs[0]
 
 
 @register

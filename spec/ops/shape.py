@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from .. import codes
 from ..ir import TensorType
 from .arith import AXIS_NAMES, IntOrTuple, expect_rank, fmt, per_axis
 from .base import GLOBAL, Op, ShapeError, TorchCall, WindowStep, register
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from nnspec.compiler.onnx_build import OnnxGraph
 
 _LAYOUT = {2: "[C, L]", 3: "[C, H, W]"}
 
@@ -73,6 +78,11 @@ class Flatten(Op):
         (x,) = inputs
         start = _axis(self.start, x.rank, self.kind, "start")
         return TorchCall("nn.Flatten", {"start_dim": start + 1})  # the batch axis comes first
+
+    def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
+                params: dict[str, np.ndarray]) -> str:
+        """ONNX Reshape to [batch, *IR shape] (0 keeps the batch axis; no -1 to infer)."""
+        return g.reshape(inputs[0], [0, *self.infer(types).shape])
 
 
 @register
@@ -138,6 +148,11 @@ class Reshape(Op):
     def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
         return TorchCall("Reshape", {"shape": self.infer(inputs).shape})  # the -1 resolved
 
+    def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
+                params: dict[str, np.ndarray]) -> str:
+        """ONNX Reshape to [batch, *shape] with the -1 resolved."""
+        return g.reshape(inputs[0], [0, *self.infer(types).shape])
+
 
 @register
 class CenterCrop(Op):
@@ -184,6 +199,16 @@ class CenterCrop(Op):
 
     def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
         return TorchCall("CenterCrop", {"crop": self.crop_pairs(inputs[0])})
+
+    def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
+                params: dict[str, np.ndarray]) -> str:
+        """ONNX Slice of the spatial axes: [before, N - after)."""
+        (x,) = types
+        pairs = self.crop_pairs(x)
+        ends = [n - after for n, (_, after) in zip(x.shape[1:], pairs, strict=True)]
+        axes = list(range(2, x.rank + 1))
+        return g.node("Slice", [inputs[0], g.ints([b for b, _ in pairs]), g.ints(ends),
+                                g.ints(axes)])
 
 
 @register
@@ -255,6 +280,18 @@ class Pad(Op):
         return TorchCall("Pad", {
             "pads": self.padding_pairs(inputs[0]), "mode": self.mode, "value": self.value,
         })
+
+    def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
+                params: dict[str, np.ndarray]) -> str:
+        """ONNX Pad: constant, reflect (edge not repeated, as torch) or edge (= replicate)."""
+        import numpy as np
+
+        pairs = self.padding_pairs(types[0])
+        pads = g.ints([0, 0, *(b for b, _ in pairs), 0, 0, *(a for _, a in pairs)])
+        if self.mode == "constant":
+            value = g.constant(np.float32(self.value))
+            return g.node("Pad", [inputs[0], pads, value], mode="constant")
+        return g.node("Pad", [inputs[0], pads], mode="edge" if self.mode == "replicate" else "reflect")
 
 
 _MODE_RANK = {"linear": 2, "bilinear": 3, "bicubic": 3}  # nearest takes either
@@ -343,6 +380,28 @@ class Upsample(Op):
             kwargs["align_corners"] = self.align_corners
         return TorchCall("nn.Upsample", kwargs)
 
+    def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
+                params: dict[str, np.ndarray]) -> str:
+        """ONNX Resize with `scales` on the spatial axes (output floor(N·s), and source
+        coordinates from s itself, as torch with scale_factor). nearest: `asymmetric` +
+        `floor` (src = floor(dst / s)); linear and cubic: `half_pixel`, or `align_corners`;
+        cubic with a = -0.75 as torch."""
+        import numpy as np
+
+        (x,) = types
+        scales = g.constant(np.array(self._scales(x), np.float32))
+        axes = list(range(2, x.rank + 1))
+        if self.mode == "nearest":
+            y = g.node("Resize", [inputs[0], "", scales], axes=axes, mode="nearest",
+                       coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+        else:
+            y = g.node("Resize", [inputs[0], "", scales], axes=axes,
+                       mode="cubic" if self.mode == "bicubic" else "linear",
+                       coordinate_transformation_mode="align_corners" if self.align_corners
+                       else "half_pixel", cubic_coeff_a=-0.75)
+        # onnx's Resize inference drops the symbolic batch dimension: state the type
+        return g.declare(y, x.dtype, self.infer(types).shape)
+
 
 @register
 class Concat(Op):
@@ -397,6 +456,10 @@ class Concat(Op):
     def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
         return TorchCall("Concat", {"dim": _axis(self.axis, inputs[0].rank, self.kind, "axis") + 1})
 
+    def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
+                params: dict[str, np.ndarray]) -> str:
+        return g.node("Concat", inputs, axis=_axis(self.axis, types[0].rank, self.kind, "axis") + 1)
+
 
 def _concat_help(x0: TensorType, xi: TensorType, axis: int, bad: int) -> str:
     if bad == 0:
@@ -446,6 +509,14 @@ class Add(Op):
     def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
         return TorchCall("Add", {})
 
+    def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
+                params: dict[str, np.ndarray]) -> str:
+        """A chain of ONNX Adds, left to right as torch sums them."""
+        out = inputs[0]
+        for other in inputs[1:]:
+            out = g.node("Add", [out, other])
+        return out
+
 
 def _add_help(x0: TensorType, xi: TensorType) -> str:
     if x0.rank != xi.rank or x0.rank < 2:
@@ -487,3 +558,7 @@ class Identity(Op):
 
     def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
         return TorchCall("nn.Identity", {})
+
+    def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
+                params: dict[str, np.ndarray]) -> str:
+        return inputs[0]

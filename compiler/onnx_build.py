@@ -1,0 +1,299 @@
+"""IR + weights -> an ONNX ModelProto, emitted directly (no tracing, no torch.onnx.export).
+
+Each op writes its own nodes (``Op.to_onnx`` in its family file) through :class:`OnnxGraph`,
+a small builder that hands out unique names; this module is the plumbing around it:
+inputs and outputs with the spec's names and a symbolic batch dimension ``batch``, the
+weights as initializers named ``<node>.<param>`` (the state_dict keys), batchnorm folding,
+metadata, and ``onnx.checker.check_model(full_check=True)``.
+
+Opset 21 is pinned (see docs/onnx.md for what each op relies on). Eval semantics: dropout
+is the identity, batchnorm uses its running statistics. Constants the lowerings need
+(shapes, axes, permutations) are ``Constant`` nodes, never initializers, so the
+initializers are exactly the parameters and the float buffers (``num_batches_tracked`` is
+training-only and not exported).
+
+onnx is imported inside the functions: ``nnspec check`` never imports it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from nnspec.spec.ir import Graph, Node
+from nnspec.spec.ops import op_of
+
+if TYPE_CHECKING:
+    import onnx
+
+OPSET = 21
+BATCH = "batch"  # the symbolic batch dimension of every input and output
+FOLDABLE = {"conv": "", "conv1d": "", "conv2d": "", "separable_conv": "pointwise."}  # -> prefix
+_DTYPES = {"float32": 1, "int64": 7}  # onnx.TensorProto.FLOAT, INT64
+
+
+class OnnxGraph:
+    """Collects the nodes and initializers of one graph; every name it hands out is unique.
+
+    ``scope`` is the spec node being lowered: generated value and node names start with it.
+    """
+
+    def __init__(self) -> None:
+        import onnx
+
+        self.model = onnx.ModelProto()  # initializers are written straight into its graph
+        self.nodes: list[onnx.NodeProto] = []
+        self.value_info: list[onnx.ValueInfoProto] = []
+        self.values: set[str] = set()
+        self._node_names: set[str] = set()
+        self.scope = ""
+
+    def fresh(self, base: str) -> str:
+        """``base`` if no value has that name yet, else ``base_2``, ``base_3``..."""
+        candidate, k = base, 2
+        while candidate in self.values:
+            candidate, k = f"{base}_{k}", k + 1
+        self.values.add(candidate)
+        return candidate
+
+    def _name(self, op_type: str) -> str:
+        base = f"{self.scope}/{op_type}" if self.scope else op_type
+        candidate, k = base, 2
+        while candidate in self._node_names:
+            candidate, k = f"{base}_{k}", k + 1
+        self._node_names.add(candidate)
+        return candidate
+
+    def initializer(self, name: str, array: np.ndarray) -> str:
+        """A weight, under exactly ``name`` (the spec's ``<node>.<param>``)."""
+        from onnx import helper
+
+        if name in self.values:
+            raise ValueError(f"initializer `{name}` defined twice")
+        self.values.add(name)
+        array = np.asarray(array)
+        tensor = self.model.graph.initializer.add()  # no intermediate copies of large weights
+        tensor.name = name
+        tensor.data_type = helper.np_dtype_to_tensor_dtype(array.dtype)
+        tensor.dims.extend(array.shape)
+        tensor.raw_data = np.ascontiguousarray(array, array.dtype.newbyteorder("<")).tobytes()
+        return name
+
+    def constant(self, array: Any, dtype: Any = None) -> str:
+        """A ``Constant`` node holding ``array`` (shapes, axes, scales: not a weight)."""
+        from onnx import helper, numpy_helper
+
+        value = np.asarray(array, dtype=dtype)
+        name = self.fresh(f"{self.scope}/const" if self.scope else "const")
+        tensor = numpy_helper.from_array(value, name)
+        self.nodes.append(helper.make_node("Constant", [], [name], name=self._name("Constant"),
+                                           value=tensor))
+        return name
+
+    def ints(self, values: Sequence[int]) -> str:
+        """A 1-d int64 constant (shapes, axes, pads, permutations)."""
+        return self.constant(np.array(list(values), dtype=np.int64))
+
+    def node(self, op_type: str, inputs: Sequence[str], outputs: Sequence[str] | None = None,
+             **attrs: Any) -> str:
+        """Append one node; return its (first) output name. ``""`` skips an optional input."""
+        from onnx import helper
+
+        if outputs is None:
+            outputs = [self.fresh(f"{self.scope}/{op_type}" if self.scope else op_type)]
+        else:
+            for name in outputs:
+                if name and name not in self.values:
+                    self.values.add(name)
+        self.nodes.append(helper.make_node(op_type, list(inputs), list(outputs),
+                                           name=self._name(op_type), **attrs))
+        return outputs[0]
+
+    def declare(self, name: str, dtype: str, shape: Sequence[int]) -> str:
+        """State the type of value ``name``: [batch, *shape]. Only for an op onnx cannot infer
+        (GroupNormalization-21 has no shape-inference function in onnx 1.23, onnx#7157)."""
+        self.value_info.append(_value_info(name, dtype, shape))
+        return name
+
+    def reshape(self, x: str, shape: Sequence[int]) -> str:
+        """Reshape to ``shape``, where 0 keeps that axis (the batch axis, unknown here)."""
+        return self.node("Reshape", [x, self.ints(shape)])
+
+    def rename(self, old: str, new: str, since: int) -> str:
+        """Rename value ``old`` to ``new`` in the nodes appended since index ``since``."""
+        if new in self.values:
+            return old
+        self.values.add(new)
+        for node in self.nodes[since:]:
+            for seq in (node.input, node.output):
+                for i, name in enumerate(seq):
+                    if name == old:
+                        seq[i] = new
+        for info in self.value_info:
+            if info.name == old:
+                info.name = new
+        return new
+
+
+def as_numpy(weights: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """A torch state_dict, safetensors tensors or numpy arrays -> numpy arrays."""
+    arrays = {}
+    for key, value in weights.items():
+        if hasattr(value, "detach"):
+            value = value.detach().cpu().numpy()
+        arrays[key] = np.asarray(value)
+    return arrays
+
+
+def load_safetensors(path: str) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    return load_file(path)
+
+
+def fold_plan(graph: Graph) -> dict[str, str]:
+    """{batchnorm node: conv node} for each batchnorm fed by a conv that nothing else uses."""
+    uses: dict[str, int] = {}
+    for node in graph.nodes:
+        for name in node.inputs:
+            uses[name] = uses.get(name, 0) + 1
+    for out in graph.outputs:
+        uses[out.value] = uses.get(out.value, 0) + 1
+    producers = {n.name: n for n in graph.nodes}
+    plan = {}
+    for node in graph.nodes:
+        source = producers.get(node.inputs[0]) if node.op == "batchnorm" else None
+        if source is not None and source.op in FOLDABLE and uses[source.name] == 1:
+            plan[node.name] = source.name
+    return plan
+
+
+def folded(conv: Node, conv_params: dict[str, np.ndarray], bn: Node,
+           bn_params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The conv's weight and bias with the batchnorm's eval affine map folded in:
+    s = γ / √(σ² + ε); W' = s·W (per output channel), b' = s·(b - μ) + β."""
+    prefix = FOLDABLE[conv.op]
+    w = conv_params[f"{prefix}weight"].astype(np.float64)
+    channels = w.shape[0]
+    gamma = bn_params.get("weight", np.ones(channels)).astype(np.float64)
+    beta = bn_params.get("bias", np.zeros(channels)).astype(np.float64)
+    mean = bn_params["running_mean"].astype(np.float64)
+    var = bn_params["running_var"].astype(np.float64)
+    scale = gamma / np.sqrt(var + float(bn.attrs.get("eps", 1e-5)))
+    bias = conv_params.get(f"{prefix}bias", np.zeros(channels)).astype(np.float64)
+    out = dict(conv_params)
+    out[f"{prefix}weight"] = (w * scale.reshape(-1, *[1] * (w.ndim - 1))).astype(np.float32)
+    out[f"{prefix}bias"] = ((bias - mean) * scale + beta).astype(np.float32)
+    return out
+
+
+def node_params(node: Node, weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The node's parameters and float buffers by name, as float32 (ids stay integers)."""
+    params = {}
+    for key, shape in {**node.params, **node.buffers}.items():
+        full = f"{node.name}.{key}"
+        if full not in weights:
+            raise ValueError(f"the weights have no `{full}`")
+        array = np.asarray(weights[full])
+        if tuple(array.shape) != tuple(shape):
+            raise ValueError(f"`{full}` has shape {list(array.shape)}, the spec needs {list(shape)}")
+        if not np.issubdtype(array.dtype, np.floating):
+            continue  # num_batches_tracked: training-only, not exported
+        params[key] = array.astype(np.float32, copy=False)
+    return params
+
+
+def output_kind(graph: Graph, task: str | None = None) -> str:
+    """What the (first) output holds: probabilities, log_probabilities, logits or values."""
+    producers = {n.name: n for n in graph.nodes}
+    last = producers.get(graph.outputs[0].value)
+    if last is not None and last.op in ("softmax", "sigmoid"):
+        return "probabilities" if task != "regression" else "values"
+    if last is not None and last.op == "log_softmax":
+        return "log_probabilities"
+    out = graph.outputs[0].type
+    if task == "classification" or (task is None and out.rank == 1 and out.shape[0] >= 2):
+        return "logits"
+    return "values"
+
+
+def _value_info(name: str, dtype: str, shape: Sequence[int]) -> onnx.ValueInfoProto:
+    from onnx import helper
+
+    return helper.make_tensor_value_info(name, _DTYPES[dtype], [BATCH, *shape])
+
+
+def build_onnx(graph: Graph, weights: Mapping[str, Any], *, fold_bn: bool = False,
+               metadata: Mapping[str, Any] | None = None, check: bool = True) -> onnx.ModelProto:
+    """The ONNX model of ``graph`` with ``weights`` (``<node>.<param>`` -> array).
+
+    ``metadata`` entries become ``metadata_props`` (non-strings as JSON); ``output_kind`` is
+    added from the graph when absent. ``fold_bn`` folds each batchnorm into the conv that
+    feeds it (when that conv feeds nothing else). Raises ValueError for missing weights or
+    wrong shapes; the model passes ``onnx.checker.check_model(full_check=True)``.
+    """
+    import onnx
+    from onnx import helper
+
+    arrays = as_numpy(weights)
+    g = OnnxGraph()
+    values: dict[str, str] = {}
+    for i in graph.inputs:
+        g.values.add(i.name)
+        values[i.name] = i.name
+    g.values.update(o.name for o in graph.outputs)  # reserved: the outputs keep the spec's names
+    plan = fold_plan(graph) if fold_bn else {}
+    convs = {conv: bn for bn, conv in plan.items()}
+    types = {i.name: i.type for i in graph.inputs}
+    for node in graph.nodes:
+        op = op_of(node.op, node.attrs)
+        in_types = [types[name] for name in node.inputs]
+        types[node.name] = node.output
+        if node.name in plan:  # folded into its conv
+            values[node.name] = values[plan[node.name]]
+            continue
+        params = node_params(node, arrays)
+        if node.name in convs:
+            bn = graph.node(convs[node.name])
+            params = folded(node, params, bn, node_params(bn, arrays))
+        g.scope = node.name
+        start = len(g.nodes)
+        result = op.to_onnx(g, [values[name] for name in node.inputs], in_types, node.name, params)
+        if len(g.nodes) > start and any(result in n.output for n in g.nodes[start:]):
+            result = g.rename(result, node.name, start)  # the node's value keeps its spec name
+        values[node.name] = result
+    g.scope = ""
+    outputs = []
+    for out in graph.outputs:
+        g.node("Identity", [values[out.value]], [out.name])
+        outputs.append(_value_info(out.name, out.type.dtype, out.type.shape))
+    inputs = [_value_info(i.name, i.type.dtype, i.type.shape) for i in graph.inputs]
+    model = g.model
+    model.graph.name = graph.name
+    model.graph.node.extend(g.nodes)
+    model.graph.input.extend(inputs)
+    model.graph.output.extend(outputs)
+    model.graph.value_info.extend(g.value_info)
+    opsets = [helper.make_opsetid("", OPSET)]
+    model.opset_import.extend(opsets)
+    model.ir_version = helper.find_min_ir_version_for(opsets)
+    model.producer_name = "nnspec"
+    from nnspec import __version__
+
+    props: dict[str, Any] = {"nnspec_version": __version__, "model": graph.name}
+    props.update(metadata or {})
+    props.setdefault("output_kind", output_kind(graph, props.get("task")))
+    if fold_bn:
+        props["folded_batchnorm"] = sorted(plan)
+    helper.set_model_props(model, {k: v if isinstance(v, str) else json.dumps(v)
+                                   for k, v in props.items() if v is not None})
+    model.producer_version = __version__
+    if check:
+        onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+__all__ = ["BATCH", "OPSET", "OnnxGraph", "build_onnx", "fold_plan", "output_kind"]

@@ -1,0 +1,165 @@
+"""`nnspec.export(...)`: a spec's model with trained (or initial) weights -> an ONNX file.
+
+Weights come from a run directory (its ``best.safetensors``), a ``.safetensors`` file, a
+state_dict, or torch's default initialisation. They are checked against the spec (names
+and shapes: a :class:`CheckpointError` names the first mismatch) before anything is built.
+An export from a run carries what inference needs in the model's metadata: the task, the
+class names and the input normaliser of the training split.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nnspec.spec.ir import Graph
+from nnspec.spec.recipe_ir import CLASSIFICATION_LOSSES
+
+if TYPE_CHECKING:
+    import onnx
+
+    from nnspec.api import Model
+
+Weights = Mapping[str, Any] | str | os.PathLike[str] | None
+
+
+@dataclass
+class Exported:
+    """What `export` wrote: the file, the model, and the run the weights came from."""
+
+    path: Path
+    model: onnx.ModelProto
+    run: Path | None
+    weights: Path | None
+
+
+def initial_weights(graph: Graph, seed: int = 0) -> dict[str, Any]:
+    """torch's default initialisation of the model, under ``torch.manual_seed(seed)``."""
+    import torch
+
+    from nnspec.compiler.torch_build import build_module
+
+    torch.manual_seed(seed)
+    return dict(build_module(graph).state_dict())
+
+
+def expected_state(graph: Graph) -> dict[str, Any]:
+    """A freshly built module's state_dict (names and shapes; on the meta device: no memory)."""
+    import torch
+
+    from nnspec.compiler.torch_build import build_module
+
+    with torch.device("meta"):
+        return dict(build_module(graph).state_dict())
+
+
+def find_weights(source: str | os.PathLike[str]) -> tuple[Path, Path | None]:
+    """(the weights file, the run directory it belongs to, if any)."""
+    from nnspec.runtime.checkpoint import CheckpointError
+
+    path = Path(source)
+    if path.is_dir():
+        best = path / "best.safetensors"
+        if not best.is_file():
+            raise CheckpointError(f"`{path}` is not a run directory (it has no best.safetensors)",
+                                  path, help="give the directory `nnspec train` wrote, or a "
+                                  ".safetensors file")
+        return best, path
+    if not path.exists():
+        raise CheckpointError(f"weights `{path}` do not exist", path,
+                              help="give a run directory or a .safetensors file")
+    return path, path.parent if (path.parent / "recipe.json").is_file() else None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def run_metadata(run: Path) -> dict[str, Any]:
+    """task, classes and normalizer of a training run, as far as the run recorded them."""
+    meta: dict[str, Any] = {}
+    recipe = _read_json(run / "recipe.json")
+    if isinstance(recipe, dict) and "loss" in recipe:
+        labels = recipe.get("target", "labels") == "labels"
+        meta["task"] = "classification" if recipe["loss"] in CLASSIFICATION_LOSSES and labels \
+            else "regression"
+    classes = _read_json(run / "classes.json")
+    if isinstance(classes, list):
+        meta["classes"] = [str(c) for c in classes]
+    normalizer = _read_json(run / "normalizer.json")
+    if isinstance(normalizer, dict):
+        meta["normalizer"] = normalizer
+    return meta
+
+
+def onnx_model(model: Model, weights: Weights = None, *, fold_bn: bool = False,
+               metadata: Mapping[str, Any] | None = None, seed: int = 0,
+               source: Path | None = None) -> onnx.ModelProto:
+    """The ONNX model of ``model`` with ``weights``: a state_dict or {name: array}, a
+    .safetensors file, or None for torch's default initialisation under ``seed``.
+    ``source`` names the weights in error messages."""
+    from nnspec.compiler.onnx_build import build_onnx
+    from nnspec.runtime.checkpoint import check_state_dict, load_weights
+    from nnspec.runtime.run import spec_hash
+
+    where = source or Path("<weights>")
+    if weights is None:
+        tensors: Mapping[str, Any] = initial_weights(model.graph, seed)
+    elif isinstance(weights, (str, os.PathLike)):
+        where = Path(weights)
+        tensors, _ = load_weights(where)
+    else:
+        tensors = weights
+    check_state_dict(expected_state(model.graph), tensors, where)
+    props = {"spec_sha256": spec_hash(model.loaded), **(metadata or {})}
+    return build_onnx(model.graph, tensors, fold_bn=fold_bn, metadata=props)
+
+
+def export(
+    spec: str | os.PathLike[str],
+    weights: str | os.PathLike[str] | None,
+    out: str | os.PathLike[str],
+    *,
+    model: str | None = None,
+    args: dict[str, Any] | None = None,
+    fold_bn: bool = False,
+    log: Callable[[str], None] = print,
+) -> Exported:
+    """Write ``out`` (.onnx): the model of ``spec`` with the weights of a run directory or a
+    .safetensors file (None: initial weights, seed 0). From a run, the model is elaborated
+    with the run's arguments unless ``args`` are given, and its metadata carries the task,
+    class names and normaliser. Raises DiagnosticError (spec) or CheckpointError (weights)."""
+    from nnspec.api import load, model_names, open_spec
+    from nnspec.runtime.checkpoint import atomic_write, load_weights
+    from nnspec.runtime.run import spec_hash
+
+    file, run = find_weights(weights) if weights is not None else (None, None)
+    metadata: dict[str, Any] = run_metadata(run) if run is not None else {}
+    trained = _read_json(run / "ir.json") if run is not None else None
+    if isinstance(trained, dict) and trained.get("name") in model_names(open_spec(spec)):
+        model = model or trained["name"]  # the run's model, when the spec defines it
+        if args is None and trained["name"] == model and isinstance(trained.get("args"), dict):
+            args = trained["args"]  # the arguments it was trained with
+    compiled = load(spec, model, args)
+    tensors: Mapping[str, Any] | None = None
+    header: dict[str, str] = {}
+    if file is not None:
+        tensors, header = load_weights(file)
+    onnx_proto = onnx_model(compiled, tensors, fold_bn=fold_bn, metadata=metadata, source=file)
+    trained_hash = header.get("spec_sha256")
+    if trained_hash and trained_hash != spec_hash(compiled.loaded):
+        log(f"warning: `{file}` was trained from another version of the spec (its hash "
+            "differs); the names and shapes agree")
+    path = Path(out)
+    atomic_write(path, lambda tmp: tmp.write_bytes(onnx_proto.SerializeToString()))
+    return Exported(path=path, model=onnx_proto, run=run, weights=file)
+
+
+__all__ = ["Exported", "export", "find_weights", "initial_weights", "onnx_model", "run_metadata"]
