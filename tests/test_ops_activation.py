@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
+
 from nnspec.spec import codes
 from nnspec.spec.ir import TensorType
 from nnspec.spec.ops import REGISTRY, ShapeError
-from pydantic import ValidationError
 
 TABLE = {  # kind -> (attrs, torch module factory taking the attrs)
     "relu": ({}, lambda nn: nn.ReLU()),

@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 
 import pytest
+from pydantic import ValidationError
+
 from nnspec.spec import codes
 from nnspec.spec.ir import TensorType
 from nnspec.spec.ops import GLOBAL, REGISTRY, ShapeError, WindowStep
-from pydantic import ValidationError
 
 
 def op(kind: str, **attrs):

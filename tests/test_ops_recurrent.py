@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
+
 from nnspec.spec import codes
 from nnspec.spec.ir import TensorType
 from nnspec.spec.ops import REGISTRY, ShapeError
-from pydantic import ValidationError
 
 TORCH = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
