@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 from pydantic import ValidationError
@@ -32,6 +33,13 @@ def describe(value: Any) -> str:
     return repr(value)
 
 
+@cache
+def op_fields(op: type[Op]) -> tuple[frozenset[str], tuple[str, ...], str]:
+    """An op's argument names, its required ones and its signature (the ops never change)."""
+    fields = op.model_fields
+    return frozenset(fields), tuple(f for f, info in fields.items() if info.is_required()), op.signature()
+
+
 def bind_op_args(
     op: type[Op],
     call_span: Span,
@@ -42,7 +50,7 @@ def bind_op_args(
     diags: list[Diagnostic] = []
     values: dict[str, Any] = {}
     spans: dict[str, Span] = {}
-    signature = op.signature()
+    fields, required, signature = op_fields(op)
     if len(positional) > len(op.positional):
         extra = positional[len(op.positional)][1]
         diags.append(error(
@@ -58,8 +66,8 @@ def bind_op_args(
         spans[field] = arg.span
     for value, arg in keywords:
         assert arg.name is not None
-        if arg.name not in op.model_fields:
-            hint = did_you_mean(arg.name, op.model_fields)
+        if arg.name not in fields:
+            hint = did_you_mean(arg.name, fields)
             diags.append(error(
                 codes.UNKNOWN_ARG, f"`{op.kind}` has no argument `{arg.name}`",
                 arg.name_span or arg.span, "unknown argument",
@@ -74,7 +82,7 @@ def bind_op_args(
             continue
         values[arg.name] = value
         spans[arg.name] = arg.value.span
-    missing = [f for f, info in op.model_fields.items() if info.is_required() and f not in values]
+    missing = [f for f in required if f not in values]
     if missing:
         diags.append(error(
             codes.MISSING_ARG,

@@ -1,6 +1,7 @@
 """The abstract syntax tree: what a spec file says, before any meaning is given to it.
 
-Only :mod:`nnspec.spec.build_ast` creates these from lark trees; no later stage sees lark.
+Only :mod:`nnspec.spec.build_ast` creates these, from the parser's reductions; no later stage
+sees lark.
 """
 
 from __future__ import annotations

@@ -305,3 +305,8 @@ INIT_MISMATCH = _code("W5003", "init scheme does not suit the model", """
     tanh and sigmoid: a ReLU network with Xavier, or a tanh network with Kaiming, starts
     with shrinking or growing activations.
 """)
+BLOCKS_TOO_DEEP = _code("E1013", "blocks nested too deeply", """
+    A block uses a block that uses a block... more than 64 levels deep. Real architectures
+    nest a few levels (a model, its stages, their units); this protects the compiler from
+    pathological input. The note shows the chain of blocks.
+""")

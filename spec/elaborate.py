@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import ast, codes
-from .arguments import Symbol, bind_op_args, describe, validation_diagnostics
+from .arguments import Symbol, bind_op_args, describe, op_fields, validation_diagnostics
 from .diagnostics import Diagnostic, DiagnosticError, error, warning
 from .ir import Graph, GraphInput, GraphOutput, Node, ReceptiveField, TensorType
 from .loader import Loaded
@@ -28,6 +28,8 @@ from .suggest import did_you_mean
 DEFAULT_MAX_PARAMS = 10 * 10**9
 MAX_ELEMENTS = 2**31
 MAX_REPEAT = 10_000
+MAX_NODES = 1_000_000  # layers per model, repeats included
+MAX_BLOCK_DEPTH = 64  # blocks used inside blocks
 BYTES = {"float32": 4, "int64": 8}
 BUDGET_NAMES = ("params", "trainable_params", "buffers", "macs", "memory", "receptive_field")
 TENSOR_FACTS = ("channels", "shape", "rank", "numel")
@@ -93,6 +95,8 @@ class Elaborator:
         self.counters: dict[tuple[str, str], int] = {}
         self.block_stack: list[str] = []
         self.reported_asserts: set[int] = set()
+        self.where: Span | None = None  # the innermost statement being elaborated
+        self.too_many_nodes = False
 
     # == entry ====================================================================
     def model(self, name: str, args: dict[str, Any] | None = None) -> Graph:
@@ -104,7 +108,16 @@ class Elaborator:
                 notes=[f"models: {', '.join(models) or 'none'}"], help=did_you_mean(name, models),
             )], self.loaded.sources)
         scope = Scope(definition, "", {}, {}, "exact", 0)
-        self._bind_params(definition, [], args or {}, definition.name_span, scope, from_cli=True)
+        try:
+            return self._model(name, definition, scope, args or {})
+        except RecursionError:  # a last resort: the limits on nesting should come first
+            self.diags.append(error(codes.TOO_DEEP, "spec nested too deeply to elaborate", self.where,
+                                    "while elaborating this", help="split deep expressions and blocks"))
+            raise DiagnosticError(self.diags, self.loaded.sources) from None
+
+    def _model(self, name: str, definition: ast.Definition, scope: Scope, args: dict[str, Any]) -> Graph:
+        self.where = definition.name_span
+        self._bind_params(definition, [], args, definition.name_span, scope, from_cli=True)
         inputs: list[GraphInput] = []
         for stmt in definition.body:
             if isinstance(stmt, ast.InputDecl):
@@ -127,10 +140,10 @@ class Elaborator:
         graph_outputs = tuple(
             GraphOutput(name=out_name, value=value.ref, type=value.type) for out_name, value in outputs
         )
+        params = {p.name for p in definition.params}
         return Graph(
             name=name,
-            args={k: v for k, v in scope.names.items() if not isinstance(v, Tensor) and k in
-                  {p.name for p in definition.params}},
+            args={k: _plain(v) for k, v in scope.names.items() if not isinstance(v, Tensor) and k in params},
             inputs=tuple(inputs), nodes=tuple(self.nodes), outputs=graph_outputs, span=definition.span,
         )
 
@@ -160,6 +173,11 @@ class Elaborator:
             given[p.name] = (value, span)
         for key, value in keywords.items():
             span = (keyword_spans or {}).get(key, call_span)
+            if from_cli and _not_finite(value):
+                self._error(codes.BAD_ARG, f"invalid value for `{key}` of `{definition.name}`: {value}", span,
+                            "not a finite number")
+                ok = False
+                continue
             if key not in names:
                 what = "model" if definition.kind == "model" else "block"
                 self._error(codes.UNKNOWN_ARG, f"{what} `{definition.name}` has no parameter `{key}`", span,
@@ -172,7 +190,12 @@ class Elaborator:
             if p.name in given:
                 value, span = given[p.name]
             elif p.default is not None:
-                value, span = self._expr(p.default, scope), p.default.span
+                try:
+                    value, span = self._expr(p.default, scope), p.default.span
+                except Abort:
+                    scope.names[p.name] = POISON
+                    ok = False
+                    continue
             else:
                 self._error(codes.MISSING_ARG,
                             f"`{definition.name}` needs a value for `{p.name}`", call_span,
@@ -204,7 +227,14 @@ class Elaborator:
             self._error(codes.BAD_ARG, f"`{p.name}` of `{definition.name}` must be {p.type}, got {self._show(value)}",
                         span, f"expected {p.type}")
             return POISON
-        return float(value) if p.type == "float" else value
+        if p.type == "float":
+            try:
+                return float(value)
+            except OverflowError:
+                self._error(codes.BAD_ARG, f"`{p.name}` of `{definition.name}` is too large for a float", span,
+                            "too large")
+                return POISON
+        return value
 
     def _model_input(self, stmt: ast.InputDecl, scope: Scope) -> GraphInput | None:
         if stmt.type is None:
@@ -265,6 +295,7 @@ class Elaborator:
                 outputs.append((name, value))
 
         for stmt in definition.body:
+            self.where = stmt.span
             try:
                 if isinstance(stmt, ast.InputDecl):
                     continue  # bound before the body runs
@@ -304,6 +335,7 @@ class Elaborator:
                 self.diags.append(warning(codes.UNUSED, f"value `{name}` is never used", span,
                                           help="use it, output it, or remove it"))
         for stmt in asserts:
+            self.where = stmt.span
             self._assert(stmt, scope)
         return outputs
 
@@ -443,40 +475,67 @@ class Elaborator:
             raise Abort
         try:
             if op == "+":
-                return left + right
-            if op == "-":
-                return left - right
-            if op == "*":
-                return left * right
-            if op == "/":
+                result = left + right
+            elif op == "-":
+                result = left - right
+            elif op == "*":
+                result = left * right
+            elif op == "/":
                 exact = isinstance(left, int) and isinstance(right, int) and right and left % right == 0
-                return left // right if exact else left / right
-            if op == "//":
-                return left // right
-            if op == "%":
-                return left % right
-            if op == "**":
+                result = left // right if exact else left / right
+            elif op == "//":
+                result = left // right
+            elif op == "%":
+                result = left % right
+            elif op == "**":
                 if isinstance(right, int) and right > 256 or abs(left) > 1 and right > 4096:
                     raise OverflowError
-                return left**right
-            return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[op]
+                result = left**right
+            else:
+                return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[op]
         except ZeroDivisionError:
             self._error(codes.BAD_EXPR, "division by zero", node.right.span, "this is 0")
+            raise Abort from None
         except OverflowError:
             self._error(codes.BAD_EXPR, "number too large", node.span)
-        raise Abort
+            raise Abort from None
+        self._check_number(result, node)
+        return result
+
+    def _check_number(self, value: Any, node: ast.Node) -> None:
+        """Only finite real numbers are values: infinities, NaN and complex numbers do not fit
+        the IR (nor JSON)."""
+        if isinstance(value, complex):
+            self._error(codes.BAD_EXPR, "the result is not a real number", node.span, f"this is {value:.3g}",
+                        help="a negative number has no real fractional power")
+            raise Abort
+        if isinstance(value, float) and not math.isfinite(value):
+            self._error(codes.BAD_EXPR, "number too large" if not math.isnan(value) else "not a number",
+                        node.span, f"this is {value}")
+            raise Abort
 
     def _e_Call(self, node: ast.Call, scope):
         """A call outside a chain step: a builtin, or a multi-input layer such as `concat(a, b)`."""
         if node.func in BUILTINS:
+            for arg in node.args:
+                if arg.name is not None:
+                    self._error(codes.UNKNOWN_ARG, f"`{node.func}` takes no keyword arguments",
+                                arg.name_span or arg.span, "keyword argument",
+                                help=f"give the value by position: `{node.func}(...)`")
+                    raise Abort
             args = [self._expr(a.value, scope) for a in node.args]
             if POISON in args:
                 return POISON
             try:
-                return BUILTINS[node.func](*args)
+                result = BUILTINS[node.func](*args)
+            except OverflowError:
+                self._error(codes.BAD_EXPR, f"`{node.func}`: number too large", node.span)
+                raise Abort from None
             except (TypeError, ValueError) as exc:
                 self._error(codes.BAD_EXPR, f"`{node.func}`: {exc}", node.span)
                 raise Abort from None
+            self._check_number(result, node)
+            return result
         op = REGISTRY.get(node.func)
         if op is not None and op.arity is None:
             return self._layer(node, None, None, None, scope)
@@ -519,10 +578,18 @@ class Elaborator:
             if label:
                 self._claim(inner.prefix, step.label_span)
             value: Any = x
-            for _ in range(count):
+            before = len(self.nodes)
+            for i in range(count):
                 value = self._layer(layer.left, value, None, None, inner)
                 if value is POISON:
                     return POISON
+                if i == 0 and before + (len(self.nodes) - before) * count > MAX_NODES:
+                    each = len(self.nodes) - before
+                    self.too_many_nodes = True
+                    self._error(codes.LIMIT, f"this repeat makes {each * count:,} layers", layer.span,
+                                f"{each:,} layer{'s' if each != 1 else ''} × {count:,}",
+                                notes=[f"limit: {MAX_NODES:,} layers per model"])
+                    raise Abort
             return value
         if isinstance(layer, (ast.Call, ast.Name)):
             return self._layer(layer, x, label, step.label_span, scope)
@@ -596,7 +663,7 @@ class Elaborator:
         values, spans, diags = bind_op_args(op, call_span, positional, keyword_list)
         if any(v is POISON for v in values.values()):
             diags = [d for d in diags if d.code != codes.MISSING_ARG]
-        if "rounding" in op.model_fields and "rounding" not in values and scope.rounding != "exact":
+        if scope.rounding != "exact" and "rounding" not in values and "rounding" in op_fields(op)[0]:
             values["rounding"] = scope.rounding
         for key, value in values.items():
             if isinstance(value, Tensor):
@@ -636,6 +703,12 @@ class Elaborator:
                        output=output, params=params, buffers=buffers, macs=macs, receptive_field=rf,
                        span=call_span)
         self._limits(ir_node)
+        if len(self.nodes) >= MAX_NODES:
+            if not self.too_many_nodes:
+                self.too_many_nodes = True
+                self._error(codes.LIMIT, f"the model has more than {MAX_NODES:,} layers", call_span,
+                            f"layer {MAX_NODES + 1:,}", notes=[f"limit: {MAX_NODES:,} layers per model"])
+            raise Abort
         self.nodes.append(ir_node)
         return Tensor(name, output, rf, call_span)
 
@@ -707,6 +780,12 @@ class Elaborator:
             self._error(codes.RECURSION, f"block `{definition.name}` uses itself", node.span,
                         notes=[cycle], help="use repetition, `Block(...) * n`, instead of recursion")
             raise Abort
+        if len(self.block_stack) >= MAX_BLOCK_DEPTH:
+            chain = self.block_stack[:3] + ["..."] + self.block_stack[-3:] + [definition.name]
+            self._error(codes.BLOCKS_TOO_DEEP, f"blocks nested more than {MAX_BLOCK_DEPTH} levels deep",
+                        node.span, f"block {len(self.block_stack) + 1} of a chain of blocks",
+                        notes=[" -> ".join(chain)], help="flatten the hierarchy: use blocks side by side")
+            raise Abort
         inputs = [s for s in definition.body if isinstance(s, ast.InputDecl)]
         if len(inputs) != 1:
             self._error(codes.BAD_INPUT, f"block `{definition.name}` must declare exactly one `input`, "
@@ -745,8 +824,9 @@ class Elaborator:
         finally:
             self.block_stack.pop()
             where = f"in `{name}`, the `{definition.name}` used at {node.span}"
-            self.diags[first_diag:] = [
-                d.model_copy(update={"notes": (*d.notes, where)}) for d in self.diags[first_diag:]
+            self.diags[first_diag:] = [  # the chain of a too deep nesting is noted once, not at every level
+                d if d.code == codes.BLOCKS_TOO_DEEP else d.model_copy(update={"notes": (*d.notes, where)})
+                for d in self.diags[first_diag:]
             ]
         if len(outputs) != 1:
             if outputs:
@@ -821,20 +901,39 @@ class Elaborator:
 
 
 def poisoned_args(values: dict[str, Any]) -> bool:
-    def bad(v: Any) -> bool:
-        return v is POISON or isinstance(v, tuple) and any(bad(i) for i in v)
+    return any(_poisoned(v) for v in values.values())
 
-    return any(bad(v) for v in values.values())
+
+def _poisoned(value: Any) -> bool:  # not a closure: a recursive one is a reference cycle per call
+    return value is POISON or isinstance(value, tuple) and any(_poisoned(v) for v in value)
 
 
 def _mentions(expr: Any, name: str) -> bool:
-    if isinstance(expr, ast.Name):
-        return expr.id == name
-    if isinstance(expr, ast.Node):
-        return any(_mentions(getattr(expr, f), name) for f in expr.__dataclass_fields__ if f != "span")
-    if isinstance(expr, tuple):
-        return any(_mentions(e, name) for e in expr)
+    """Whether an expression uses a name (iterative: expressions may nest deeply)."""
+    todo = [expr]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, ast.Name):
+            if item.id == name:
+                return True
+        elif isinstance(item, ast.Node):
+            todo.extend(getattr(item, f) for f in item.__dataclass_fields__ if f != "span")
+        elif isinstance(item, tuple):
+            todo.extend(item)
     return False
+
+
+def _plain(value: Any) -> Any:
+    """A value as JSON gives it back: tuples become lists."""
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _not_finite(value: Any) -> bool:
+    if isinstance(value, (tuple, list)):
+        return any(_not_finite(v) for v in value)
+    return isinstance(value, complex) or isinstance(value, float) and not math.isfinite(value)
 
 
 def elaborate(loaded: Loaded, model: str, args: dict[str, Any] | None = None, *,
@@ -844,5 +943,3 @@ def elaborate(loaded: Loaded, model: str, args: dict[str, Any] | None = None, *,
     graph = elaborator.model(model, args)
     return graph, elaborator.warnings + lint(graph)
 
-
-_ = math  # formulas in docstrings reference math; keep the import explicit for ops using it

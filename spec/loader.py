@@ -8,9 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import ast, codes
-from .build_ast import build_module
 from .diagnostics import Diagnostic, DiagnosticError, error
-from .parser import parse_text
+from .parser import parse_module
 from .source import SourceFile, SourceMap
 
 
@@ -61,7 +60,8 @@ def decode(data: bytes, name: str, path: Path | None = None) -> SourceFile:
 
 
 def parse_source(source: SourceFile) -> ast.Module:
-    return build_module(parse_text(source), source)
+    return parse_module(source)
+
 
 
 def load_text(text: str, name: str = "<string>") -> Loaded:

@@ -1,16 +1,26 @@
-"""Text -> lark tree, with lark's errors translated into diagnostics a user can read."""
+"""Text -> AST: the grammar's LALR parser, with the AST built during the parse (build_ast.py),
+and lark's errors translated into diagnostics a user can read.
+
+Valid text takes a fast path (`_Fast`): lark's own tables and contextual lexer, recompiled
+into a tight loop. Anything it does not accept is parsed again by lark, whose exception is
+the one translated, so syntax errors are lark's to the letter.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from copy import copy
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-from lark import Lark, Token, Tree
+from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from lark.lark import PostLex
 
-from . import codes
+from . import ast, codes
+from .build_ast import Builder, Tok, callbacks, plans
 from .diagnostics import Diagnostic, DiagnosticError, error
 from .source import SourceFile
 
@@ -66,17 +76,21 @@ _BRACKETS = _Brackets()
 
 @lru_cache(maxsize=1)
 def _lark() -> Lark:
+    """The grammar. Positions are not propagated: the AST builder locates nodes itself."""
     grammar = (Path(__file__).parent / "grammar.lark").read_text("utf-8")
-    return Lark(grammar, parser="lalr", lexer="contextual", postlex=_BRACKETS,
-                propagate_positions=True, maybe_placeholders=True)
+    return Lark(grammar, parser="lalr", lexer="contextual", postlex=_BRACKETS, maybe_placeholders=True)
 
 
-def parse_text(source: SourceFile) -> Tree:
-    """Parse one file into a lark tree, or raise DiagnosticError with the first syntax error."""
-    lark = _lark()
+def parse_module(source: SourceFile) -> ast.Module:
+    """Parse one file into its AST, or raise DiagnosticError with the first error."""
     text = source.text if source.text.endswith("\n") else source.text + "\n"
+    fast = _fast()
+    builder = Builder(source)
+    if fast.parse(text, callbacks(fast.plans, builder)):
+        return builder.finish()
+    builder = Builder(source)
     try:
-        return lark.parse(text)
+        _lark_parse(text, fast, callbacks(fast.plans, builder))
     except _TooDeep as exc:
         raise DiagnosticError([error(
             codes.TOO_DEEP,
@@ -87,6 +101,167 @@ def parse_text(source: SourceFile) -> Tree:
         )]) from None
     except UnexpectedInput as exc:
         raise DiagnosticError([_translate(exc, source, _BRACKETS.stack)]) from None
+    return builder.finish()
+
+
+def _lark_parse(text: str, fast: _Fast, rule_callbacks: list) -> None:
+    """lark's own LALR loop and contextual lexer, with the builder's callbacks; raises lark's
+    exceptions (with the interactive parser that `_accepted` asks)."""
+    parser = _lark().parse_interactive(text)
+    state = parser.parser_state
+    conf = copy(state.parse_conf)
+    conf.callbacks = dict(zip(fast.rules, rule_callbacks))
+    for name in fast.terminals:  # lark's tokens become the builder's
+        conf.callbacks[name] = _tok
+    state.parse_conf = conf
+    parser.resume_parse()
+
+
+def _tok(token: Token) -> Tok:
+    return Tok(token.type, token.value, token.start_pos, token.end_pos)
+
+
+class _Fast:
+    """lark's LALR tables and contextual lexer, recompiled for speed: for every parser state,
+    one regular expression over the terminals it expects (as lark's ContextualLexer builds
+    them), and a parse loop over tables indexed by state that calls the builder's callbacks.
+
+    It accepts what lark accepts, with the same tokens and reductions. It reports no errors:
+    where it gives up (a syntax error, brackets nested too deeply) lark parses the text again.
+    """
+
+    def __init__(self, lark: Lark):
+        conf = lark.parse_interactive("").parser_state.parse_conf
+        table = conf.parse_table.states
+        self.start, self.end = conf.start_state, conf.end_state
+        self.rules = list(lark.rules)
+        self.plans = plans(self.rules)
+        index = {id(rule): i for i, rule in enumerate(self.rules)}
+        by_rule = {rule: i for i, rule in enumerate(self.rules)}
+        self.sizes = [len(rule.expansion) for rule in self.rules]
+        self.origins = [str(rule.origin.name) for rule in self.rules]
+        self.units = [plan[0] == "unit" for plan in self.plans]
+        count = max(table) + 1
+        self.chains: dict[tuple[int, int, str], int] = {}  # (state below, state, terminal) -> state
+        self.actions: list[dict[str, int]] = [{} for _ in range(count)]  # shift: state >= 0; reduce: ~rule
+        self.gotos: list[dict[str, int]] = [{} for _ in range(count)]
+        for state, row in table.items():
+            for key, (action, arg) in row.items():
+                if action.name == "Shift":
+                    (self.actions if key.isupper() else self.gotos)[state][str(key)] = arg
+                else:
+                    rule = index.get(id(arg))
+                    self.actions[state][str(key)] = ~(rule if rule is not None else by_rule[arg])
+        self.terminals = [t.name for t in lark.terminals]
+        self.ignore = frozenset(lark.ignore_tokens)
+        by_name = {t.name: t for t in lark.terminals}
+        extra = set(lark.ignore_tokens) | set(_Brackets.always_accept)
+        scanners: dict[frozenset[str], tuple[Any, dict[str, dict[str, str]]]] = {}
+        self.lexers: list[tuple[Any, dict[str, dict[str, str]]]] = []
+        for state in range(count):
+            accepts = frozenset(n for n in self.actions[state] if n in by_name) | extra
+            if accepts not in scanners:
+                scanners[accepts] = _scanner([by_name[n] for n in accepts])
+            self.lexers.append(scanners[accepts])
+
+    def parse(self, text: str, rule_callbacks: list) -> bool:
+        """Lex and parse `text`, calling the builder's callbacks; False where lark must parse."""
+        lexers, ignore = self.lexers, self.ignore
+        actions, gotos, sizes, origins, units = self.actions, self.gotos, self.sizes, self.origins, self.units
+        end_state, chains = self.end, self.chains
+        states = [self.start]
+        values: list[Any] = []
+        brackets: list[str] = []  # as `_Brackets` does: newlines inside ( ) and [ ] are dropped
+        pos, size = 0, len(text)
+        while True:
+            if pos < size:
+                match, keywords = lexers[states[-1]]
+                m = match(text, pos)
+                if m is None:
+                    return False
+                kind = m.lastgroup
+                end = m.end()
+                if kind in ignore:
+                    pos = end
+                    continue
+                value = m.group()
+                if kind in keywords:
+                    kind = keywords[kind].get(value, kind)
+                if kind in _OPEN:
+                    brackets.append(kind)
+                    if len(brackets) > MAX_DEPTH:
+                        return False
+                elif kind in _CLOSE:
+                    if brackets and brackets[-1] == _CLOSE[kind]:
+                        brackets.pop()
+                elif kind == "_NL" and brackets and brackets[-1] != "LBRACE":
+                    pos = end
+                    continue
+                token = Tok(kind, value, pos, end)
+                pos = end
+            else:
+                kind = "$END"
+                token = Tok(kind, "", size, size)
+            while True:
+                action = actions[states[-1]].get(kind)
+                if action is None:
+                    return False
+                if action >= 0:
+                    states.append(action)
+                    values.append(token)
+                    break
+                rule = ~action
+                if units[rule]:  # `a: b`: the value stays, the state changes
+                    key = (states[-2], states[-1], kind)
+                    top = chains.get(key)
+                    if top is None:  # follow a chain of them (`expr: ifexpr: or_expr: ...`) once
+                        below = states[-2]
+                        while True:
+                            top = gotos[below][origins[rule]]
+                            action = actions[top].get(kind)
+                            if action is None or action >= 0 or not units[~action]:
+                                break
+                            rule = ~action
+                        chains[key] = top
+                    states[-1] = top
+                else:
+                    count = sizes[rule]
+                    if count:
+                        raw = values[-count:]
+                        del values[-count:]
+                        del states[-count:]
+                    else:
+                        raw = []
+                    values.append(rule_callbacks[rule](raw))
+                    states.append(gotos[states[-1]][origins[rule]])
+                if kind == "$END" and states[-1] == end_state:
+                    return True
+
+
+def _scanner(terminals: list[Any]) -> tuple[Any, dict[str, dict[str, str]]]:
+    """One regular expression for a set of terminals, ordered as lark's lexer orders them,
+    and the keywords that a name-like terminal's match turns into (lark's `_create_unless`)."""
+    terminals = sorted(terminals, key=lambda t: (-t.priority, -t.pattern.max_width, -len(t.pattern.value), t.name))
+    keywords: dict[str, dict[str, str]] = {}
+    embedded = set()
+    for regex in terminals:
+        if regex.pattern.type != "re":
+            continue
+        for word in terminals:
+            value = word.pattern.value
+            if (word.pattern.type == "str" and word.priority == regex.priority
+                    and re.match(regex.pattern.to_regexp(), value)
+                    and re.match(regex.pattern.to_regexp(), value).group(0) == value):
+                keywords.setdefault(regex.name, {})[value] = word.name
+                if word.pattern.flags <= regex.pattern.flags:
+                    embedded.add(word.name)
+    pattern = "|".join(f"(?P<{t.name}>{t.pattern.to_regexp()})" for t in terminals if t.name not in embedded)
+    return re.compile(pattern).match, keywords
+
+
+@lru_cache(maxsize=1)
+def _fast() -> _Fast:
+    return _Fast(_lark())
 
 
 _OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "DSLASH", "PERCENT", "POW", "COMPARE_OP", "AND", "OR"}
@@ -174,7 +349,8 @@ def _translate(exc: UnexpectedInput, source: SourceFile, open_brackets: list[Tok
             help=f"choose another name, e.g. `{keyword}_1`",
         )
     help_text = None
-    if ("ARROW" in expected or "_NL" in expected) and token.type in ("NAME", "NUMBER", "LPAR"):
+    if ("ARROW" in expected and token.type in ("NAME", "NUMBER", "LPAR") and _in_body(exc)
+            and open_brackets and open_brackets[-1].type == "LBRACE"):
         help_text = "join chain steps with `->`, or start a new statement on a new line"
     elif token.type == "_NL" and open_brackets:
         help_text = None
@@ -197,6 +373,17 @@ def _translate(exc: UnexpectedInput, source: SourceFile, open_brackets: list[Tok
         help=help_text,
         secondary=secondary,
     )
+
+
+def _in_body(exc: UnexpectedInput) -> bool:
+    """Whether the error is inside the body of a model or a block (not at the top level, nor
+    in a `train` recipe)."""
+    interactive = getattr(exc, "interactive_parser", None)
+    stack = interactive.parser_state.value_stack if interactive is not None else ()
+    for value in reversed(stack):
+        if isinstance(value, Tok) and value.type in ("MODEL", "BLOCK", "TRAIN"):
+            return value.type != "TRAIN"
+    return False
 
 
 KEYWORDS = {"model", "block", "train", "import", "input", "output", "assert", "rounding", "if", "else",

@@ -30,6 +30,23 @@ class Span(BaseModel):
         return f"{self.file}:{self.line}:{self.col}"
 
 
+_FIELDS = set(Span.model_fields)  # shared: a frozen model's field set never changes
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _span(file: str, start: int, end: int, line: int, col: int, end_line: int, end_col: int) -> Span:
+    """A Span from values known to be valid, without pydantic's validation (a parser makes
+    thousands; ``Span.model_construct`` costs as much as validating)."""
+    span = _new(Span)
+    _set(span, "__dict__", {"file": file, "start": start, "end": end, "line": line, "col": col,
+                            "end_line": end_line, "end_col": end_col})
+    _set(span, "__pydantic_fields_set__", _FIELDS)
+    _set(span, "__pydantic_extra__", None)
+    _set(span, "__pydantic_private__", None)
+    return span
+
+
 @dataclass
 class SourceFile:
     """The decoded text of one spec file and a line index to locate offsets."""
@@ -41,9 +58,11 @@ class SourceFile:
 
     def __post_init__(self) -> None:
         starts = [0]
-        for i, ch in enumerate(self.text):
-            if ch == "\n":
-                starts.append(i + 1)
+        find = self.text.find
+        i = find("\n")
+        while i >= 0:
+            starts.append(i + 1)
+            i = find("\n", i + 1)
         self._line_starts = starts
 
     def location(self, offset: int) -> tuple[int, int]:
@@ -53,12 +72,23 @@ class SourceFile:
         return line + 1, offset - self._line_starts[line] + 1
 
     def span(self, start: int, end: int) -> Span:
-        end = max(start, end)
-        line, col = self.location(start)
-        end_line, end_col = self.location(end)
-        return Span(
-            file=self.name, start=start, end=end, line=line, col=col, end_line=end_line, end_col=end_col
-        )
+        if end < start:
+            end = start
+        starts = self._line_starts
+        size = len(self.text)
+        first = start if 0 <= start <= size else (0 if start < 0 else size)
+        line = bisect.bisect_right(starts, first)
+        last = end if 0 <= end <= size else (0 if end < 0 else size)
+        if line == len(starts) or last < starts[line]:  # ends on the line it starts on
+            end_line = line
+        else:
+            end_line = bisect.bisect_right(starts, last)
+        return _span(self.name, start, end, line, first - starts[line - 1] + 1,
+                     end_line, last - starts[end_line - 1] + 1)
+
+    def token_span(self, start: int, end: int, line: int, col: int, end_line: int, end_col: int) -> Span:
+        """The span of a token whose 1-based line and column the lexer already counted."""
+        return _span(self.name, start, end, line, col, end_line, end_col)
 
     def line_text(self, line: int) -> str:
         """The text of a 1-based line, without its newline."""

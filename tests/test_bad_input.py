@@ -218,16 +218,27 @@ def test_very_deep_expression(spec, expression):
     located(err, path)
 
 
-@pytest.mark.xfail(strict=True, reason="reported: `expression nested too deeply` is located at 1:1, "
-                                       "not at the expression")
 def test_very_deep_expression_is_located_at_the_expression(spec):
     path = spec("model M {\n    input x: [1]\n    assert " + " + ".join(["1"] * 5_000) + " > 0\n    x -> output\n}\n")
     _, _, err = cli("check", path)
-    assert located(err, path)[0] == 3
+    line, col = located(err, path)
+    assert line == 3
+    # at the innermost operator past the limit: the 256th `+` (each term is `1 + `, 4 characters)
+    assert col == len("    assert ") + 256 * 4 - 1
 
 
-@pytest.mark.xfail(strict=True, reason="reported: an error in a model parameter's default escapes as the "
-                                       "elaborator's internal Abort (a traceback)")
+def test_long_else_if_chain_is_located_at_the_innermost_if(spec):
+    path = spec("model M {\n    input x: [1]\n    y = " + "if false { x } else " * 1_500 + "x\n    y -> output\n}\n")
+    code, _, err = cli("check", path)
+    assert code == 1
+    assert codes(err) == ["E0004"], err
+    line, col = located(err, path)
+    assert line == 3
+    # the outermost of the last 256 `if`s, the first to nest 257 levels deep counting the
+    # innermost values (each `if false { x } else ` is 20 characters)
+    assert col == len("    y = ") + (1_500 - 256) * 20 + 1
+
+
 def test_error_in_a_model_parameter_default(spec):
     path = spec("model M(a = b) {\n    input x: [1]\n    x -> output\n}\n")
     code, _, err = cli("check", path)
@@ -387,12 +398,20 @@ def test_set_works(spec):
     assert json.loads(out)["outputs"][0]["shape"] == [7]
 
 
-@pytest.mark.xfail(strict=True, reason="reported: with several models and no --model, a --set that no "
-                                       "model declares is silently ignored")
 def test_set_that_no_model_declares_is_an_error(spec):
     path = spec(VALID.replace("model M", "model Alpha") + VALID.replace("model M", "model Beta"))
-    code, _, _ = cli("check", path, "--set", "typo=3")
-    assert code != 0
+    code, out, err = cli("check", path, "--set", "typo=3")
+    assert code == 2
+    assert out == ""
+    assert "`typo`" in err and "Alpha(n)" in err and "Beta(n)" in err
+
+
+def test_set_of_one_models_parameter_with_several_models(spec):
+    path = spec(VALID.replace("model M", "model Alpha")
+                + VALID.replace("model M(n: int = 4)", "model Beta(m: int = 4)").replace("linear(n)", "linear(m)"))
+    code, out, err = cli("check", path, "--set", "m=3", "--json")
+    assert code == 0, err
+    assert [model["outputs"][0]["shape"] for model in json.loads(out)] == [[4], [3]]
 
 
 @pytest.mark.parametrize("args", [["--bogus"], ["-z"], ["--json=maybe"], ["--model"]])
@@ -405,7 +424,84 @@ def test_unknown_or_incomplete_option_is_a_usage_error(spec, args):
 def test_missing_file_argument_is_a_usage_error():
     code, _, err = cli("check")
     assert code == 2
-    assert "Missing argument" in err
+    assert "Missing argument 'FILE'" in err
+
+
+@pytest.mark.parametrize("command", ["check", "compile", "train"])
+def test_usage_line_names_the_file_argument(command):
+    code, _, err = cli(command)
+    assert code == 2
+    assert f"nnspec {command} [OPTIONS] {{FILE}}" in err
+
+
+@pytest.mark.parametrize("text, col", [('import "\\x"\n', 9),
+                                       ('model M(s: str = "ok\\u12") {\n    input x: [1]\n    x -> output\n}\n', 21)])
+def test_bad_string_escape(spec, text, col):
+    path = spec(text)
+    code, _, err = cli("check", path)
+    assert code == 1
+    assert codes(err) == ["E0001"]
+    assert located(err, path) == (1, col)
+    assert "escape" in err
+
+
+def test_non_ascii_strings_are_kept(spec):
+    code, out, err = cli("check", spec('model M(s: str = "é\\t→") {\n    input x: [1]\n    x -> output\n}\n'))
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("expression", ["round(1e308 * 10)", "1e308 * 10", "(-8) ** 0.5", "int(1e308 * 10)"])
+def test_infinite_or_complex_numbers(spec, expression):
+    path = spec(f"model M {{\n    input x: [1]\n    assert {expression} > 0\n    x -> output\n}}\n")
+    code, _, err = cli("check", path)
+    assert code == 1
+    assert codes(err) == ["E1008"]
+    assert located(err, path)[0] == 3
+
+
+def test_builtin_with_a_keyword(spec):
+    path = spec("model M {\n    input x: [1]\n    assert max(1, key=2) > 0\n    x -> output\n}\n")
+    code, _, err = cli("check", path)
+    assert code == 1
+    assert codes(err) == ["E1004"]
+    assert located(err, path) == (3, 19)
+
+
+def test_blocks_nested_too_deeply(spec):
+    path = spec("".join(f"block B{i} {{\n    input x\n    x -> B{i + 1} -> output\n}}\n" for i in range(300))
+                + "block B300 {\n    input x\n    x -> relu -> output\n}\n"
+                + "model M {\n    input x: [1]\n    x -> B0 -> output\n}\n")
+    code, _, err = cli("check", path)
+    assert code == 1
+    assert codes(err) == ["E1013"]
+    assert located(err, path) == (255, 10)
+    assert "B0 -> B1 -> B2 -> ... -> B61 -> B62 -> B63 -> B64" in err
+
+
+def test_a_hundred_million_layers_are_refused_quickly(spec):
+    path = spec("block B {\n    input x\n    x -> relu * 10000 -> output\n}\n"
+                "model M {\n    input x: [4]\n    x -> B * 10000 -> output\n}\n")
+    code, _, err = cli("check", path)
+    assert code == 1
+    assert codes(err) == ["E4002"]
+    assert located(err, path) == (7, 10)
+    assert "100,000,000 layers" in err and "1,000,000" in err
+
+
+@pytest.mark.parametrize("text", ["(\n", "model M {\n    input x: [1]\n    output x y\n}\n",
+                                  "model M {\n    input x: [1]\n    x -> conv(6 5) -> output\n}\n",
+                                  "train M {\n    epochs 10 20\n}\n"])
+def test_no_chain_help_outside_a_body(spec, text):
+    code, _, err = cli("check", spec(text))
+    assert code == 1
+    assert codes(err) == ["E0001"]
+    assert "join chain steps" not in err
+
+
+def test_chain_help_in_a_body(spec):
+    code, _, err = cli("check", spec("model M {\n    input x: [1]\n    x -> relu tanh -> output\n}\n"))
+    assert code == 1
+    assert "help: join chain steps with `->`" in err
 
 
 def test_unknown_command_is_a_usage_error():

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from nnspec.spec.diagnostics import DiagnosticError
-from nnspec.spec.ir import Graph, Program
 
 import nnspec
+from nnspec.spec.diagnostics import DiagnosticError
+from nnspec.spec.ir import Graph, Program
 
 RESIDUAL = """
 block Residual(c: int, stride: int = 1) {
@@ -219,3 +219,150 @@ def test_parameter_limit_is_configurable():
     assert load(text, max_params=10**15).graph.param_count == 100_000 * 10**6 + 10**6
     (diag,) = errors("model M { input x: [10]\n x -> linear(10**12) -> output }")
     assert diag.code == "E4002"
+
+
+# == edge cases: each was a crash or a silent acceptance ========================================
+
+def spec(body: str, params: str = "", shape: str = "1") -> str:
+    """A model M with one input; it outputs the input unless `body` has an output."""
+    out = "" if "-> output" in body else "\n    x -> output"
+    return f"model M{params} {{\n    input x: [{shape}]\n    {body}{out}\n}}\n"
+
+
+def located_errors(text: str) -> list[tuple[str, int, int, str]]:
+    return [(d.code, d.span.line, d.span.col, d.message) for d in errors(text)]
+
+
+@pytest.mark.parametrize("literal, value", [
+    ('"a\\tb"', "a\tb"), ('"\\"q\\""', '"q"'), ('"back\\\\slash"', "back\\slash"), ('"two\\nlines"', "two\nlines"),
+    ('"é\\t→"', "é\t→"), ('"plain"', "plain"), ('""', ""),
+])
+def test_string_escapes(literal, value):
+    assert load(spec("", params=f"(s: str = {literal})")).graph.args["s"] == value
+
+
+@pytest.mark.parametrize("literal, col", [('"\\x41"', 19), ('"\\u12"', 19), ('"ok \\q"', 22), ('"\\\\\\d"', 21)])
+def test_unknown_string_escape_is_located(literal, col):
+    (diag,) = errors(spec("", params=f"(s: str = {literal})"))
+    assert diag.code == "E0001" and "escape" in diag.message
+    assert (diag.span.line, diag.span.col, diag.span.end - diag.span.start) == (1, col, 2)
+
+
+@pytest.mark.parametrize("expr, message", [
+    ("round(1e308 * 10)", "number too large"),
+    ("1e308 * 10", "number too large"),
+    ("-1e308 - 1e308", "number too large"),
+    ("(-8) ** 0.5", "the result is not a real number"),
+    ('float("inf")', "number too large"),
+    ('float("nan")', "not a number"),
+    ("int(1e308 * 10)", "number too large"),
+    ("2.0 ** 2000", "number too large"),
+])
+def test_infinite_nan_and_complex_results_are_errors(expr, message):
+    (diag,) = errors(spec(f"assert {expr} > 0"))
+    assert (diag.code, diag.message, diag.span.line) == ("E1008", message, 3)
+
+
+def test_model_argument_from_the_command_line_must_be_finite():
+    (diag,) = errors(spec("", params="(f: float = 1.0)"), args={"f": float("inf")})
+    assert diag.code == "E1007" and "finite" in diag.labels[0].message
+
+
+def test_float_parameter_too_large_for_a_float():
+    (diag,) = errors(spec("", params="(f: float = 10 ** 200 * 10 ** 200)"))
+    assert diag.code == "E1007" and "too large" in diag.message
+
+
+def test_builtins_take_no_keyword_arguments():
+    assert located_errors(spec("assert max(1, key=2) > 0")) == [
+        ("E1004", 3, 19, "`max` takes no keyword arguments")]
+
+
+@pytest.mark.parametrize("params, code, col", [("(a = b)", "E1002", 13), ("(a = 1 / 0)", "E1008", 17),
+                                                ("(a: int = 2, b = a + c)", "E1002", 29)])
+def test_errors_in_model_parameter_defaults(params, code, col):
+    assert [(d.code, d.span.line, d.span.col) for d in errors(spec("", params=params))] == [(code, 1, col)]
+
+
+def test_error_in_a_block_parameter_default():
+    text = "block B(a = 1 / 0) {\n    input x\n    x -> relu -> output\n}\n" + spec("x -> B -> output")
+    assert [(d.code, d.span.line, d.span.col) for d in errors(text)] == [("E1008", 1, 17)]
+
+
+def test_deep_assert_expression_within_the_limit():
+    load(spec("assert params" + " + 0" * 250 + " < 1"))
+
+
+def test_mentions_is_iterative():
+    from nnspec.spec import ast
+    from nnspec.spec.elaborate import _mentions
+
+    span = load(spec("")).graph.span
+    expr = ast.Name(span=span, id="params")
+    for _ in range(5_000):
+        expr = ast.BinOp(span=span, op="+", left=expr, right=ast.Number(span=span, value=0, text="0"),
+                         op_span=span)
+    assert _mentions(expr, "params") and not _mentions(expr, "macs")
+
+
+def chain_of_blocks(depth: int) -> str:
+    blocks = "".join(f"block B{i} {{\n    input x\n    x -> B{i + 1} -> output\n}}\n" for i in range(depth))
+    return blocks + f"block B{depth} {{\n    input x\n    x -> relu -> output\n}}\n" + spec("x -> B0 -> output")
+
+
+def test_blocks_nested_deeply_but_within_the_limit():
+    graph = load(chain_of_blocks(63)).graph
+    assert len(graph.nodes) == 1 and graph.nodes[0].name.count(".") == 64
+
+
+def test_blocks_nested_too_deeply():
+    (diag,) = errors(chain_of_blocks(300))
+    assert diag.code == "E1013"
+    assert (diag.span.line, diag.span.col) == (4 * 63 + 3, 10)  # `x -> B64` inside block B63, the 64th
+    assert diag.message == "blocks nested more than 64 levels deep"
+    assert diag.notes == ("B0 -> B1 -> B2 -> ... -> B61 -> B62 -> B63 -> B64",)
+
+
+def test_layer_limit_at_the_repeat_that_crosses_it():
+    text = ("block B {\n    input x\n    x -> relu * 10000 -> output\n}\n"
+            "model M {\n    input x: [4]\n    x -> B * 10000 -> output\n}\n")
+    (diag,) = errors(text)
+    assert (diag.code, diag.span.line, diag.span.col) == ("E4002", 7, 10)
+    assert diag.message == "this repeat makes 100,000,000 layers"
+    assert diag.labels[0].message == "10,000 layers × 10,000"
+    assert diag.notes == ("limit: 1,000,000 layers per model",)
+
+
+def test_layer_limit_without_a_repeat(monkeypatch):
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("nnspec.spec.elaborate"), "MAX_NODES", 3)
+    (diag,) = errors(spec("y = x -> relu -> relu -> relu -> relu -> relu\n    y -> output"))
+    assert (diag.code, diag.span.line, diag.span.col) == ("E4002", 3, 38)  # the fourth relu
+    assert diag.message == "the model has more than 3 layers"
+
+
+def test_tuple_model_arguments_round_trip_through_json():
+    m = load(spec("", params="(k = (3, (5, 7)), n = [1, 2])"))
+    assert m.graph.args == {"k": [3, [5, 7]], "n": [1, 2]}
+    assert Program.model_validate_json(m.ir_json()) == m.program()
+
+
+def test_recursion_error_is_a_located_diagnostic():
+    """A last resort behind the nesting limits: run out of Python stack on purpose."""
+    import inspect
+    import sys
+
+    from nnspec.spec.elaborate import elaborate
+    from nnspec.spec.loader import load_text
+
+    loaded = load_text(chain_of_blocks(40))
+
+    def at_depth(frames: int):
+        return at_depth(frames - 1) if frames else elaborate(loaded, "M")
+
+    with pytest.raises(DiagnosticError) as info:
+        at_depth(sys.getrecursionlimit() - len(inspect.stack(0)) - 120)  # leave 120 frames
+    (diag,) = info.value.diagnostics
+    assert diag.code == "E0004" and diag.message == "spec nested too deeply to elaborate"
+    assert diag.span is not None and diag.span.line % 4 == 3  # a `x -> B...` statement of a block
