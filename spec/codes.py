@@ -45,7 +45,8 @@ BAD_ENCODING = _code("E0003", "file is not UTF-8 text", """
     given where a `.nn` file was expected.
 """)
 TOO_DEEP = _code("E0004", "nesting too deep", """
-    Brackets or `if` branches are nested deeper than the compiler allows (100 levels).
+    Brackets are nested deeper than 100 levels, expressions or `if` branches deeper than
+    256 levels.
     No real architecture needs this; it protects the compiler from pathological input.
 """)
 UNREADABLE = _code("E0005", "cannot read file", """

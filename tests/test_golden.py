@@ -23,10 +23,7 @@ UPDATE = os.environ.get("NNSPEC_UPDATE_GOLDEN", "") not in ("", "0")
 
 # Cases that currently crash with a Python traceback instead of a diagnostic. While they
 # crash they are reported as xfail; once fixed they are compared like every other case.
-KNOWN_CRASHES = {
-    "syntax_output_mid_chain": "build_ast raises DiagnosticError inside a lark Transformer (VisitError)",
-    "syntax_number_out_of_range": "build_ast raises DiagnosticError inside a lark Transformer (VisitError)",
-}
+KNOWN_CRASHES: dict[str, str] = {}  # case name -> reason, while a crash awaits its fix
 
 
 def _cases() -> list[Path]:
