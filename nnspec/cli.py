@@ -64,6 +64,15 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
     return values
 
 
+def _assignments(items: list[str]) -> dict[str, Any]:
+    """`--set` values, or exit 2 with the reason."""
+    try:
+        return parse_assignments(items)
+    except UsageError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from None
+
+
 def _print_diagnostics(diags: list[Diagnostic] | tuple[Diagnostic, ...], sources) -> None:
     if diags:
         err.print(render_all(diags, sources), markup=False)
@@ -101,11 +110,7 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _check(file: Path, model: str | None, as_json: bool, set_: list[str], max_params: int) -> None:
-    try:
-        args = parse_assignments(set_)
-    except UsageError as exc:
-        err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(2) from None
+    args = _assignments(set_)
     try:
         loaded = open_spec(file)
     except DiagnosticError as exc:
@@ -279,11 +284,7 @@ def compile(  # noqa: A001 - the command's name
     if emit == "onnx" and output is None:
         err.print("error: --emit onnx writes a binary file: give it with -o model.onnx", markup=False)
         raise typer.Exit(2)
-    try:
-        args = parse_assignments(set_)
-    except UsageError as exc:
-        err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(2) from None
+    args = _assignments(set_)
     from nnspec import __version__
     from nnspec.api import load
 
@@ -340,11 +341,7 @@ def export(
     from nnspec.exporting import export as run
     from nnspec.runtime.checkpoint import CheckpointError
 
-    try:
-        args = parse_assignments(set_)
-    except UsageError as exc:
-        err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(2) from None
+    args = _assignments(set_)
     try:
         result = run(file, weights, output, model=model, args=args or None, fold_bn=fold_bn,
                      log=lambda line: err.print(line, markup=False))
