@@ -87,15 +87,23 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     loop_ratios, module_ratios = [], []
-    for _ in range(args.repeats):
-        hand = hand_loop(args.epochs)
-        ours = nnspec_loop(args.epochs)
+    for repeat in range(args.repeats):
+        # alternate which contender goes first: the second run of a pair is systematically
+        # a few percent faster or slower on this machine, whichever it is
+        if repeat % 2 == 0:
+            hand, ours = hand_loop(args.epochs), nnspec_loop(args.epochs)
+        else:
+            ours, hand = nnspec_loop(args.epochs), hand_loop(args.epochs)
         loop_ratios.append(ours / hand)
         generated = build_module(nnspec.load(SPEC).graph)
         reference = hand_written()
         reference.load_state_dict(dict(zip(reference.state_dict(), generated.state_dict().values(), strict=True)))
         x = torch.randn(256, 1, 8, 8)
-        module_ratios.append(forward_backward(reference, x) / forward_backward(generated, x))
+        if repeat % 2 == 0:
+            t_hand, t_generated = forward_backward(reference, x), forward_backward(generated, x)
+        else:
+            t_generated, t_hand = forward_backward(generated, x), forward_backward(reference, x)
+        module_ratios.append(t_hand / t_generated)
         print(f"loop: nnspec {ours:,.0f} vs hand {hand:,.0f} samples/s = {ours / hand:.3f}; "
               f"fwd+bwd speed generated/hand = {module_ratios[-1]:.3f}")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "

@@ -87,23 +87,25 @@ class MetricSums:
         self.elements = 0
         self.sums: dict[str, torch.Tensor] = {}
 
-    def _add(self, key: str, value: torch.Tensor) -> None:
-        current = self.sums.get(key)
-        self.sums[key] = value if current is None else current + value
+    def _add(self, key: str, value: torch.Tensor, alpha: float = 1.0) -> None:
+        total = self.sums.get(key)
+        if total is None:
+            total = self.sums[key] = torch.zeros((), dtype=torch.float64, device=value.device)
+        total.add_(value, alpha=alpha)  # in place: one op per metric and batch
 
-    @torch.no_grad()
     def add(self, output: torch.Tensor, target: torch.Tensor, loss: torch.Tensor) -> None:
-        n = output.shape[0]
+        out = output.detach()
+        n = out.shape[0]
         self.count += n
-        self._add("loss", loss.detach().float() * n)
+        self._add("loss", loss.detach(), alpha=n)
         if "accuracy" in self.metrics:
-            predicted = predictions(output, self.loss_name)
-            self._add("correct", (predicted == target.reshape(predicted.shape).long()).sum())
+            predicted = predictions(out, self.loss_name)
+            self._add("correct", (predicted == target.view(predicted.shape)).sum())
             self.elements += predicted.numel()
         if "mae" in self.metrics or "mse" in self.metrics:
-            diff = output.float() - _like(target, output).float()
+            diff = out.float() - _like(target, out).float()
             self._add("abs_error", diff.abs().sum())
-            self._add("sq_error", (diff * diff).sum())
+            self._add("sq_error", diff.square().sum())
             self.elements += diff.numel() if "accuracy" not in self.metrics else 0
 
     def mean_loss(self) -> float:

@@ -9,11 +9,13 @@ same weights, bit for bit on CPU, as an uninterrupted run.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +100,8 @@ class Trainer:
             cuda = self.device.type == "cuda"
             self.amp_dtype = torch.float16 if cuda and not torch.cuda.is_bf16_supported() else torch.bfloat16
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nnspec-checkpoint")
+        self._pending: Future[None] | None = None
         self.history: list[dict[str, float]] = []
         self.best: float | None = None
         self.best_epoch: int | None = None
@@ -137,9 +141,10 @@ class Trainer:
                 loss = self.loss_fn(output.float(), y)
             extra = penalty(self.weights, self.l1, self.l2)
             total = loss + extra if extra is not None else loss
-            if not torch.isfinite(total):
+            value = total.item()  # one host sync per step, the price of naming the failing step
+            if not math.isfinite(value):
                 raise TrainingError(
-                    f"the loss became {float(total.detach())} at epoch {epoch + 1}, step {step + 1}",
+                    f"the loss became {value} at epoch {epoch + 1}, step {step + 1}",
                     help="lower the learning rate, clip gradients (`clip norm(1.0)`), or check the "
                     "data for NaN values; the last good checkpoint is kept")
             self.optimizer.zero_grad(set_to_none=True)
@@ -158,7 +163,7 @@ class Trainer:
                 self.optimizer.step()
             if self.max_norm is not None:
                 apply_max_norm(self.weights, self.max_norm)
-            sums.add(output.detach().float(), y, loss.detach())
+            sums.add(output, y, loss)
             if bar is not None:
                 done = (step + 1) * len(index)
                 rate = done / max(time.perf_counter() - bar[2], 1e-9)
@@ -224,6 +229,12 @@ class Trainer:
         thousands of tiny epochs (full-batch gradient descent) a write per epoch would cost
         more than the training. Epoch lines are printed at most every ``log_seconds``.
         """
+        try:
+            self._fit(stop_after, checkpoint_seconds, log_seconds)
+        finally:
+            self.wait_for_writes()
+
+    def _fit(self, stop_after: int | None, checkpoint_seconds: float, log_seconds: float) -> None:
         plan = self.plan
         last_save = last_log = time.perf_counter()
         best_state: dict[str, torch.Tensor] | None = None
@@ -264,23 +275,38 @@ class Trainer:
 
     def save(self, epoch: int, best_state: dict[str, torch.Tensor] | None) -> None:
         """Last weights, best weights (when they changed since the last save), the history
-        and the training state, each file replaced atomically."""
+        and the training state, each file replaced atomically.
+
+        The state is copied now and written by a background thread, so the epoch loop does
+        not wait for serialisation and fsync; the next save, the end of `fit` (also when it
+        fails) and `finish` wait for the write, so nothing is ever half written or lost.
+        """
         best_row = self.history[self.best_epoch - 1] if self.best_epoch else self.history[-1]
         meta = {"spec_sha256": self.spec_hash, "model": self.graph.name}
-        ckpt.save_weights(self.directory / "last.safetensors", self.module.state_dict(),
-                          {**meta, "epoch": epoch + 1, "metrics": self.history[-1]})
-        if best_state is not None or not (self.directory / "best.safetensors").exists():
-            ckpt.save_weights(self.directory / "best.safetensors", best_state or self.module.state_dict(),
-                              {**meta, "epoch": int(best_row["epoch"]), "metrics": best_row})
-        ckpt.write_text(self.directory / "metrics.jsonl",
-                        "".join(json.dumps(h) + "\n" for h in self.history))
-        ckpt.save_state(self.directory / "state.pt", {
-            "epoch": epoch + 1, "spec_sha256": self.spec_hash, "optimizer": self.optimizer.state_dict(),
-            "rng": torch.get_rng_state(), "history": json.dumps(self.history),
+        last = {k: v.detach().to("cpu", copy=True) for k, v in self.module.state_dict().items()}
+        write_best = best_state is not None or not (self.directory / "best.safetensors").exists()
+        state = {
+            "epoch": epoch + 1, "spec_sha256": self.spec_hash,
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()), "rng": torch.get_rng_state(),
+            "history": json.dumps(self.history),
             "best": self.best if self.best is not None else float("nan"),
             "best_epoch": self.best_epoch or 0, "stale": self.stale,
             "scaler": self.scaler.state_dict() if self.scaler is not None else {},
-        })
+        }
+        jobs = [(ckpt.save_weights, self.directory / "last.safetensors", last,
+                 {**meta, "epoch": epoch + 1, "metrics": self.history[-1]})]
+        if write_best:
+            jobs.append((ckpt.save_weights, self.directory / "best.safetensors", best_state or last,
+                         {**meta, "epoch": int(best_row["epoch"]), "metrics": best_row}))
+        metrics = "".join(json.dumps(h) + "\n" for h in self.history)
+        self.wait_for_writes()
+        self._pending = self._writer.submit(_write_checkpoint, jobs, self.directory, metrics, state)
+
+    def wait_for_writes(self) -> None:
+        """Block until the last checkpoint is on disk; re-raise its error, if any."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
 
     def resume(self, directory: Path) -> None:
         state = ckpt.load_state(directory / "state.pt")
@@ -303,6 +329,7 @@ class Trainer:
 
     def finish(self) -> dict[str, float]:
         """Restore the best weights when early stopping watched them; test; write reports."""
+        self.wait_for_writes()
         if self.plan.early_stop is not None and self.best_epoch is not None:
             tensors, _ = ckpt.load_weights(self.directory / "best.safetensors")
             self.module.load_state_dict(tensors)
@@ -324,7 +351,15 @@ class Trainer:
             extra={"data": self.data.description, "device": str(self.device)},
         )
         ckpt.write_text(self.directory / "test.json", json.dumps(test, indent=2) + "\n")
+        self._writer.shutdown(wait=True)
         return test
+
+
+def _write_checkpoint(jobs: list, directory: Path, metrics: str, state: dict[str, Any]) -> None:
+    for save, path, tensors, meta in jobs:
+        save(path, tensors, meta)
+    ckpt.write_text(directory / "metrics.jsonl", metrics)
+    ckpt.save_state(directory / "state.pt", state)
 
 
 def _epoch_line(row: dict[str, float], epochs: int) -> str:
