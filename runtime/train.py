@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import json
 import math
 import sys
@@ -229,9 +230,13 @@ class Trainer:
         thousands of tiny epochs (full-batch gradient descent) a write per epoch would cost
         more than the training. Epoch lines are printed at most every ``log_seconds``.
         """
+        # the compiler's objects live as long as the run: keep the cyclic GC from rescanning
+        # them at every collection the training step's temporaries trigger
+        gc.freeze()
         try:
             self._fit(stop_after, checkpoint_seconds, log_seconds)
         finally:
+            gc.unfreeze()
             self.wait_for_writes()
 
     def _fit(self, stop_after: int | None, checkpoint_seconds: float, log_seconds: float) -> None:
