@@ -16,11 +16,6 @@ from torch import nn
 
 from nnspec.spec.ir import Graph
 
-SCHEMES = (
-    "default", "zeros", "constant", "normal", "uniform", "xavier", "xavier_uniform", "xavier_normal",
-    "kaiming", "kaiming_uniform", "kaiming_normal",
-)
-
 
 def init_tensor(weight: torch.Tensor, scheme: str, args: Mapping[str, Any]) -> None:
     """Fill one weight in place. `kaiming` assumes ReLU (gain √2); `xavier` is uniform."""

@@ -13,8 +13,6 @@ import torch.nn.functional as F
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-CLASSIFICATION = ("cross_entropy", "nll", "hinge", "bce", "bce_logits")
-REGRESSION = ("mse", "l1")
 
 
 def _like(target: torch.Tensor, output: torch.Tensor) -> torch.Tensor:

@@ -13,8 +13,6 @@ from typing import Any
 import torch
 from torch import nn
 
-OPTIMIZERS = ("gd", "sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
-
 
 def make_optimizer(
     params: Iterable[nn.Parameter] | list[dict[str, Any]], kind: str, lr: float,

@@ -27,12 +27,13 @@ from torch import nn
 
 from nnspec.compiler.torch_build import GraphModule, build_module
 from nnspec.spec.ir import Graph
+from nnspec.spec.recipe_ir import CLASSIFICATION_LOSSES as CLASSIFICATION
 from nnspec.spec.recipe_ir import Recipe
 
 from . import checkpoint as ckpt
 from .augment import generator_for
 from .init import initialise
-from .objectives import CLASSIFICATION, LOSSES, MetricSums, predictions
+from .objectives import LOSSES, MetricSums, predictions
 from .optim import apply_max_norm, clip_gradients, make_optimizer, penalised_weights, penalty
 from .prepare import PreparedData
 from .report import confusion_matrix, plot_curves, write_summary

@@ -422,13 +422,8 @@ class Concat(Op):
     def infer(self, inputs: Sequence[TensorType]) -> TensorType:
         x0 = inputs[0]
         axis = _axis(self.axis, x0.rank, self.kind, "axis")
+        _same_dtype(inputs, "concat inputs")
         for i, xi in enumerate(inputs[1:], start=1):
-            if xi.dtype != x0.dtype:
-                raise ShapeError(
-                    codes.DTYPE,
-                    f"concat inputs differ in type: input 0 is {x0.dtype}, input {i} is {xi.dtype}",
-                    operand=i,
-                )
             if xi.rank != x0.rank:
                 raise ShapeError(
                     codes.CONCAT_MISMATCH,
@@ -490,13 +485,8 @@ class Add(Op):
 
     def infer(self, inputs: Sequence[TensorType]) -> TensorType:
         x0 = inputs[0]
+        _same_dtype(inputs, "add operands")
         for i, xi in enumerate(inputs[1:], start=1):
-            if xi.dtype != x0.dtype:
-                raise ShapeError(
-                    codes.DTYPE,
-                    f"add operands differ in type: input 0 is {x0.dtype}, input {i} is {xi.dtype}",
-                    operand=i,
-                )
             if xi.shape != x0.shape:
                 raise ShapeError(
                     codes.ADD_MISMATCH,
@@ -516,6 +506,17 @@ class Add(Op):
         for other in inputs[1:]:
             out = g.node("Add", [out, other])
         return out
+
+
+def _same_dtype(inputs: Sequence[TensorType], what: str) -> None:
+    """Multi-input ops need one element type; the error points at the first that differs."""
+    for i, xi in enumerate(inputs[1:], start=1):
+        if xi.dtype != inputs[0].dtype:
+            raise ShapeError(
+                codes.DTYPE,
+                f"{what} differ in type: input 0 is {inputs[0].dtype}, input {i} is {xi.dtype}",
+                operand=i,
+            )
 
 
 def _add_help(x0: TensorType, xi: TensorType) -> str:
