@@ -13,23 +13,29 @@ from . import (
 from .base import (
     GLOBAL,
     REGISTRY,
+    BadSample,
     Op,
+    Sample,
     ShapeError,
     TorchCall,
     WindowStep,
     op_of,
     receptive_field,
     register,
+    sample,
 )
 
 __all__ = [
     "GLOBAL",
     "REGISTRY",
+    "BadSample",
     "Op",
+    "Sample",
     "ShapeError",
     "TorchCall",
     "WindowStep",
     "op_of",
     "receptive_field",
     "register",
+    "sample",
 ]

@@ -8,14 +8,18 @@ asks the instance about one application to concrete input types:
 - ``param_shapes(inputs)`` / ``buffer_shapes(inputs)``: names -> shapes (counts derive from them);
 - ``macs(inputs, output)``: multiply-accumulates per sample (one MAC = one multiply-add);
 - ``receptive_step(inputs)``: (effective window, stride) per spatial axis, or GLOBAL;
-- lowerings: ``torch_call(inputs)`` (a module) and ``to_onnx(g, ...)`` (ONNX nodes, opset 21).
+- lowerings: ``torch_call(inputs)`` (a module) and ``to_onnx(g, ...)`` (ONNX nodes, opset 21);
+- ``reference(inputs, params)``: the op in float64 numpy, written from its formula, against
+  which the verification suite (verify/) checks both lowerings;
+- ``samples`` and ``bad_samples``: the applications the suite runs (every branch of the
+  lowerings) and the misuses whose diagnostic code it checks.
 
 Register a class with :func:`register`; its ``kind`` is the name used in spec files.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -81,6 +85,39 @@ class TorchCall:
     kwargs: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Sample:
+    """One application of an op that the verification sweep runs: attributes and input types.
+
+    ``note`` says which branch of a lowering the sample reaches, when that is not obvious.
+    """
+
+    attrs: dict[str, Any]
+    inputs: tuple[TensorType, ...]
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class BadSample:
+    """A misuse that must fail with diagnostic ``code``, compiled from real spec text.
+
+    ``call`` is the layer as written in a spec. A one-input op is applied as
+    ``x0 -> {call}``; an op of several inputs names them itself (``concat(x0, x1)``,
+    ``x0 + x1``). ``inputs`` are the input shapes (float32).
+    """
+
+    call: str
+    inputs: tuple[tuple[int, ...], ...]
+    code: str
+
+
+def sample(attrs: dict[str, Any] | None = None, *shapes: tuple[int, ...], ids: bool = False,
+           note: str = "") -> Sample:
+    """``sample({"kernel": 2}, (3, 8, 8))``; ``ids=True`` makes the inputs int64 (embedding)."""
+    dtype = "int64" if ids else "float32"
+    return Sample(dict(attrs or {}), tuple(TensorType(shape=s, dtype=dtype) for s in shapes), note)
+
+
 GLOBAL: Literal["global"] = "global"  # the op mixes every spatial position (global pool, flatten)
 
 
@@ -94,6 +131,8 @@ class Op(BaseModel):
     arity: ClassVar[int | None] = 1  # number of tensor inputs; None: two or more
     spatial_rank: ClassVar[int | None] = None  # fixed number of spatial axes, if any
     shown_defaults: ClassVar[dict[str, str]] = {}  # how a signature shows a derived default
+    samples: ClassVar[tuple[Sample, ...]] = ()  # what verify/ runs; every op needs one
+    bad_samples: ClassVar[tuple[BadSample, ...]] = ()  # misuses and their diagnostic codes
 
     # -- the rules --------------------------------------------------------------------
     def infer(self, inputs: Sequence[TensorType]) -> TensorType:
@@ -127,6 +166,16 @@ class Op(BaseModel):
         by param name. Returns the name of the output value.
         """
         raise NotImplementedError(f"`{self.kind}` has no ONNX lowering")
+
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        """The op in float64 numpy, in eval mode, written from the formula (not from torch).
+
+        ``inputs`` have a leading batch axis (float64, or int64 ids); ``params`` hold the
+        parameters and float buffers by param name (``weight``, ``running_mean``...), float64.
+        Returns the output with its batch axis. verify/ compares both lowerings with it.
+        """
+        raise NotImplementedError(f"`{self.kind}` has no numpy reference")
 
     # -- helpers for the registry and the IR -----------------------------------------------
     def attrs(self) -> dict[str, Any]:
