@@ -56,7 +56,7 @@ def bind_op_args(
         diags.append(error(
             codes.TOO_MANY_ARGS,
             f"`{op.kind}` takes {len(op.positional)} positional argument"
-            f"{'s' if len(op.positional) != 1 else ''} but {len(positional)} were given",
+            f"{'s' if len(op.positional) != 1 else ''} but {len(positional)} {'was' if len(positional) == 1 else 'were'} given",
             extra.span, "extra argument",
             notes=[f"signature: {signature}"],
             help=_positional_help(op, positional),
@@ -95,7 +95,8 @@ def bind_op_args(
 
 def _positional_help(op: type[Op], positional: Sequence[tuple[Any, ast.Arg]]) -> str:
     values = [describe(v) for v, _ in positional]
-    if len(op.model_fields) == 1 and "tuple" in str(op.model_fields[op.positional[0]].annotation):
+    if (len(op.model_fields) == 1 and op.positional
+            and "tuple" in str(op.model_fields[op.positional[0]].annotation)):
         return f"several values form one tuple: `{op.kind}([{', '.join(values)}])`"
     rest = [f for f in op.model_fields if f not in op.positional]
     by_position = ", ".join(f"`{f}`" for f in op.positional) or "nothing"

@@ -165,7 +165,7 @@ class Elaborator:
             seen.add(p.name)
         if len(positional) > len(params):
             self._error(codes.TOO_MANY_ARGS,
-                        f"`{definition.name}` takes {len(params)} arguments but {len(positional)} were given",
+                        f"`{definition.name}` takes {len(params)} arguments but {len(positional)} {'was' if len(positional) == 1 else 'were'} given",
                         positional[len(params)][1], "extra argument")
             ok = False
         given: dict[str, tuple[Any, Span]] = {}

@@ -133,7 +133,7 @@ class RecipeBuilder(Checks):
         positional = [a for a in train.args if a.name is None]
         if len(positional) > len(params):
             self._err(codes.TOO_MANY_ARGS, f"`{train.model}` takes {len(params)} argument"
-                      f"{'s' if len(params) != 1 else ''} but {len(positional)} were given",
+                      f"{'s' if len(params) != 1 else ''} but {len(positional)} {'was' if len(positional) == 1 else 'were'} given",
                       positional[len(params)].span, "extra argument")
         args = dict(zip(params, positional))
         for arg in train.args:

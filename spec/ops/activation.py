@@ -6,19 +6,19 @@ normalisations only; every activation here, prelu included, counts 0.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar, Literal
 
+import numpy as np
 from pydantic import Field
 
 from .. import codes
 from ..ir import TensorType
 from .arith import check_divisible
-from .base import Op, ShapeError, TorchCall, register
+from .base import BadSample, Op, ShapeError, TorchCall, register, sample
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from nnspec.compiler.onnx_build import OnnxGraph
 
 _CONTRACT = "\n\n    Shape: [*] -> [*], unchanged.\n    Params: none.\n    MACs: 0 (not counted).\n"
@@ -69,6 +69,12 @@ class ReLU(_Elementwise):
     kind: ClassVar[str] = "relu"
     torch_cls: ClassVar[str] = "nn.ReLU"
     onnx_op: ClassVar[str] = "Relu"
+    samples = (sample({}, (3, 4, 4)), sample({}, (5,)))
+
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        (x,) = inputs
+        return np.maximum(x, 0.0)
 
 
 @_row
@@ -78,6 +84,13 @@ class Sigmoid(_Elementwise):
     kind: ClassVar[str] = "sigmoid"
     torch_cls: ClassVar[str] = "nn.Sigmoid"
     onnx_op: ClassVar[str] = "Sigmoid"
+    samples = (sample({}, (2, 8)),)
+
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        (x,) = inputs
+        with np.errstate(over="ignore"):  # e^(-x) = inf for x << 0 gives the right 0
+            return 1.0 / (1.0 + np.exp(-x))
 
 
 @_row
@@ -87,6 +100,12 @@ class Tanh(_Elementwise):
     kind: ClassVar[str] = "tanh"
     torch_cls: ClassVar[str] = "nn.Tanh"
     onnx_op: ClassVar[str] = "Tanh"
+    samples = (sample({}, (2, 8)),)
+
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        (x,) = inputs
+        return np.tanh(x)
 
 
 @_row
@@ -99,7 +118,20 @@ class GELU(_Elementwise):
     torch_args: ClassVar[dict[str, str]] = {"approximate": "approximate"}
     onnx_op: ClassVar[str] = "Gelu"  # opset 20
     onnx_args: ClassVar[dict[str, str]] = {"approximate": "approximate"}
+    samples = (
+        sample({}, (6,), note="exact: erf"),
+        sample({"approximate": "tanh"}, (3, 4, 4), note="tanh approximation"),
+    )
+    bad_samples = (BadSample(call='gelu(approximate="fast")', inputs=((3, 8, 8),), code="E1007"),)
     approximate: Literal["none", "tanh"] = "none"
+
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        (x,) = inputs
+        if self.approximate == "tanh":
+            return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+        erf = np.vectorize(math.erf, otypes=[np.float64])
+        return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
 
 
 @_row
@@ -112,7 +144,15 @@ class ELU(_Elementwise):
     onnx_op: ClassVar[str] = "Elu"
     onnx_args: ClassVar[dict[str, str]] = {"alpha": "alpha"}
     positional: ClassVar[tuple[str, ...]] = ("alpha",)
+    samples = (sample({"alpha": 0.5}, (3, 4, 4)),)
+    bad_samples = (BadSample(call="elu(true)", inputs=((3, 8),), code="E1007"),)
     alpha: float = 1.0
+
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        (x,) = inputs
+        # alpha·(e^x - 1) as expm1, taken on min(x, 0) so the unused branch cannot overflow
+        return np.where(x > 0, x, self.alpha * np.expm1(np.minimum(x, 0.0)))
 
 
 @_row
@@ -125,7 +165,14 @@ class LeakyReLU(_Elementwise):
     onnx_op: ClassVar[str] = "LeakyRelu"
     onnx_args: ClassVar[dict[str, str]] = {"alpha": "alpha"}
     positional: ClassVar[tuple[str, ...]] = ("alpha",)
+    samples = (sample({"alpha": 0.2}, (2, 8)),)
+    bad_samples = (BadSample(call="leaky_relu(-0.1)", inputs=((3, 8),), code="E1007"),)
     alpha: float = Field(default=0.01, ge=0)
+
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        (x,) = inputs
+        return np.where(x > 0, x, self.alpha * x)
 
 
 # -- activations with more to say ---------------------------------------------------------------
@@ -141,6 +188,16 @@ class PReLU(_Elementwise):
     """
 
     kind: ClassVar[str] = "prelu"
+    samples = (
+        sample({}, (3, 4, 4), note="one shared slope"),
+        sample({"per_channel": True}, (3, 4, 4), note="ONNX: slope reshaped to [C, 1, 1]"),
+        sample({"per_channel": True}, (4, 7), note="ONNX: slope reshaped to [C, 1]"),
+        sample({"per_channel": True}, (6,), note="ONNX: rank 1, slope [C] used as is"),
+    )
+    bad_samples = (
+        BadSample(call='prelu(per_channel="yes")', inputs=((3, 8),), code="E1007"),
+        BadSample(call="prelu(0.25)", inputs=((3, 8),), code="E1006"),  # no positional args
+    )
     per_channel: bool = False
 
     def infer(self, inputs: Sequence[TensorType]) -> TensorType:
@@ -168,6 +225,14 @@ class PReLU(_Elementwise):
         if self.per_channel and x.rank > 1:
             slope = g.reshape(slope, [x.shape[0], *[1] * (x.rank - 1)])
         return g.node("PRelu", [inputs[0], slope])
+
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        (x,) = inputs
+        a = params["weight"]  # [1], or [C]: shaped [C, 1, ...] to meet axis 1 of [batch, C, ...]
+        if self.per_channel:
+            a = a.reshape(a.shape[0], *[1] * (x.ndim - 2))
+        return np.maximum(x, 0.0) + a * np.minimum(x, 0.0)
 
 
 class _OverAxis(_Elementwise):
@@ -203,6 +268,10 @@ class _OverAxis(_Elementwise):
         self.resolved_axis(types[0])
         return g.node(self.onnx_op, inputs, axis=self.axis + 1 if self.axis >= 0 else self.axis)
 
+    def batched_axis(self, x: np.ndarray) -> int:
+        """The axis of a batched array [batch, *]: the per-sample axis, plus 1."""
+        return 1 + self.axis % (x.ndim - 1)
+
 
 @register
 class Softmax(_OverAxis):
@@ -220,6 +289,22 @@ class Softmax(_OverAxis):
     kind: ClassVar[str] = "softmax"
     torch_cls: ClassVar[str] = "nn.Softmax"
     onnx_op: ClassVar[str] = "Softmax"  # opset 13+: over one axis, as torch
+    samples = (
+        sample({}, (10,)),
+        sample({"axis": -1}, (5, 10), note="negative axis passed through"),
+        sample({"axis": 1}, (3, 4, 5), note="axis >= 0 shifted past the batch axis"),
+    )
+    bad_samples = (
+        BadSample(call="softmax(3)", inputs=((3, 8, 8),), code="E1007"),
+        BadSample(call="softmax(-4)", inputs=((3, 8, 8),), code="E1007"),
+    )
+
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        (x,) = inputs
+        axis = self.batched_axis(x)
+        e = np.exp(x - x.max(axis=axis, keepdims=True))
+        return e / e.sum(axis=axis, keepdims=True)
 
 
 @register
@@ -237,6 +322,18 @@ class LogSoftmax(_OverAxis):
     kind: ClassVar[str] = "log_softmax"
     torch_cls: ClassVar[str] = "nn.LogSoftmax"
     onnx_op: ClassVar[str] = "LogSoftmax"
+    samples = (
+        sample({"axis": 0}, (3, 4, 4)),
+        sample({"axis": -2}, (5, 10), note="negative axis passed through"),
+    )
+    bad_samples = (BadSample(call="log_softmax(axis=2)", inputs=((5, 10),), code="E1007"),)
+
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        (x,) = inputs
+        axis = self.batched_axis(x)
+        shifted = x - x.max(axis=axis, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
 
 
 @register
@@ -253,6 +350,11 @@ class Maxout(Op):
     kind: ClassVar[str] = "maxout"
     family: ClassVar[str] = "activation"
     positional: ClassVar[tuple[str, ...]] = ("k",)
+    samples = (sample({"k": 2}, (8,)), sample({"k": 3}, (6, 4, 4)))
+    bad_samples = (
+        BadSample(call="maxout(3)", inputs=((8,),), code="E2104"),
+        BadSample(call="maxout(0)", inputs=((8,),), code="E1007"),
+    )
     k: int = Field(gt=0)
 
     def infer(self, inputs: Sequence[TensorType]) -> TensorType:
@@ -275,3 +377,9 @@ class Maxout(Op):
         (x,) = types
         pieces = g.reshape(inputs[0], [0, x.shape[0] // self.k, self.k, *x.shape[1:]])
         return g.node("ReduceMax", [pieces, g.ints([2])], keepdims=0)
+
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        (x,) = inputs
+        b, c = x.shape[:2]
+        return x.reshape(b, c // self.k, self.k, *x.shape[2:]).max(axis=2)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar, Literal
 
+import numpy as np
 from pydantic import Field
 
 from .. import codes
@@ -20,17 +22,54 @@ from .arith import (
     same_padding,
     window_output,
 )
-from .base import Op, ShapeError, TorchCall, WindowStep, register
+from .base import BadSample, Op, Sample, ShapeError, TorchCall, WindowStep, register, sample
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from nnspec.compiler.onnx_build import OnnxGraph
 
 Positive = Field(gt=0)
 PositiveOrTuple = IntOrTuple
 Padding = int | tuple[int, ...] | Literal["same", "valid"]
 Rounding = Literal["exact", "floor", "ceil"]
+
+
+def sliding_windows(x: np.ndarray, kernel: Sequence[int], stride: Sequence[int],
+                    dilation: Sequence[int], pads: Sequence[tuple[int, int]],
+                    fill: float = 0.0) -> np.ndarray:
+    """The windows of ``x`` [B, C, *N] as a view [B, C, *out, *k] (numpy reference helper).
+
+    window[b, c, i, u] = x̃[b, c, S·i + d·u], x̃ the input padded with ``fill`` by ``pads``
+    (before, after) per spatial axis; out = floor((N + P_before + P_after - F) / S) + 1 with
+    F = d(k - 1) + 1: every window that fits in the padded input.
+    """
+    n = len(kernel)
+    padded = np.pad(x, ((0, 0), (0, 0), *pads), constant_values=fill)
+    spans = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation, strict=True))
+    view = np.lib.stride_tricks.sliding_window_view(padded, spans, axis=tuple(range(2, 2 + n)))
+    return view[(..., *(slice(None, None, s) for s in stride),
+                 *(slice(None, None, d) for d in dilation))]
+
+
+def conv_reference(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
+                   stride: Sequence[int], dilation: Sequence[int],
+                   pads: Sequence[tuple[int, int]], groups: int) -> np.ndarray:
+    """Grouped cross-correlation in numpy: x [B, C, *N], weight [K, C / g, *k], bias [K].
+
+    out[b, k, i] = bias[k] + Σ_{c < C/g} Σ_u W[k, c, u] · x̃[b, g(k)·C/g + c, S·i + d·u] with
+    g(k) = k // (K / g) the group of output channel k and x̃ the zero-padded input.
+    """
+    kernel = weight.shape[2:]
+    n = len(kernel)
+    windows = sliding_windows(x, kernel, stride, dilation, pads)  # [B, C, *out, *k]
+    batch, channels = x.shape[:2]
+    windows = windows.reshape(batch, groups, channels // groups, *windows.shape[2:])
+    w = weight.reshape(groups, weight.shape[0] // groups, *weight.shape[1:])
+    o, k = "hw"[:n], "uv"[:n]
+    out = np.einsum(f"bgc{o}{k},gmc{k}->bgm{o}", windows, w)
+    out = out.reshape(batch, weight.shape[0], *out.shape[3:])
+    if bias is not None:
+        out = out + bias.reshape(-1, *(1,) * n)
+    return out
 
 
 class _Windowed(Op):
@@ -69,6 +108,21 @@ class Conv(_Windowed):
     groups: int = Field(default=1, gt=0)
     bias: bool = True
     rounding: Rounding = "exact"
+
+    samples: ClassVar[tuple[Sample, ...]] = (
+        sample({"channels": 4, "kernel": 3}, (3, 8, 8)),
+        sample({"channels": 4, "kernel": 3, "padding": "same"}, (2, 10),
+               note="odd kernel: `same` is symmetric, explicit torch padding"),
+        sample({"channels": 4, "kernel": 4, "padding": "same"}, (3, 8, 8),
+               note="even kernel: asymmetric `same` (torch padding='same', ONNX begin != end)"),
+        sample({"channels": 6, "kernel": 3, "stride": 2, "dilation": 2, "groups": 3,
+                "bias": False, "rounding": "floor"}, (3, 10, 10)),
+    )
+    bad_samples: ClassVar[tuple[BadSample, ...]] = (
+        BadSample(call="conv(8, 5, stride=2)", inputs=((3, 8, 8),), code="E2101"),
+        BadSample(call="conv(8, 3, groups=2)", inputs=((3, 8, 8),), code="E2104"),
+        BadSample(call="conv(4, 9)", inputs=((3, 8, 8),), code="E2102"),
+    )
 
     def _axes(self, x: TensorType):
         n = self._spatial(x)
@@ -173,6 +227,17 @@ class Conv(_Windowed):
         return onnx_conv(g, inputs[0], name, params, "", kernel, stride, dilation, pads,
                          self.groups)
 
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        """out[b, k, i, j] = bias[k] + Σ_{c < C/g} Σ_{u,v} W[k, c, u, v] ·
+        x̃[b, g(k)·C/g + c, S·i + d·u, S·j + d·v], g(k) = k // (K / g), x̃ zero-padded by
+        (P_before, P_after) per axis (`same`: d(k - 1) // 2 before, the rest after); the
+        output keeps the windows that fit (floor((N + P_b + P_a - F) / S) + 1)."""
+        (x,) = inputs
+        _, _, stride, dilation, pads = self._axes(TensorType(shape=x.shape[1:]))
+        return conv_reference(x, params["weight"], params.get("bias"), stride, dilation, pads,
+                              self.groups)
+
 
 def onnx_conv(g: OnnxGraph, x: str, name: str, params: dict[str, np.ndarray], prefix: str,
               kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int],
@@ -197,6 +262,13 @@ class Conv1d(Conv):
 
     kind: ClassVar[str] = "conv1d"
     spatial_rank: ClassVar[int | None] = 1
+    samples: ClassVar[tuple[Sample, ...]] = (
+        sample({"channels": 4, "kernel": 3, "stride": 2, "padding": 1}, (2, 15)),
+    )
+    bad_samples: ClassVar[tuple[BadSample, ...]] = (
+        BadSample(call="conv1d(4, 3)", inputs=((3, 8, 8),), code="E2103"),
+        BadSample(call="conv1d(4, 5, dilation=3)", inputs=((3, 12),), code="E2102"),
+    )
 
 
 @register
@@ -210,6 +282,15 @@ class Conv2d(Conv):
 
     kind: ClassVar[str] = "conv2d"
     spatial_rank: ClassVar[int | None] = 2
+    samples: ClassVar[tuple[Sample, ...]] = (
+        sample({"channels": 4, "kernel": (3, 1), "stride": (2, 1), "padding": (1, 0)},
+               (3, 9, 5)),
+    )
+    bad_samples: ClassVar[tuple[BadSample, ...]] = (
+        BadSample(call="conv2d(4, 3)", inputs=((3, 8),), code="E2103"),
+        BadSample(call="conv2d(4, 3, stride=2, padding=same)", inputs=((3, 8, 8),),
+                  code="E1007"),
+    )
 
 
 @register
@@ -224,6 +305,16 @@ class SeparableConv(Conv):
 
     kind: ClassVar[str] = "separable_conv"
     groups: Literal[1] = 1
+    samples: ClassVar[tuple[Sample, ...]] = (
+        sample({"channels": 8, "kernel": 3, "padding": 1}, (4, 8, 8)),
+        sample({"channels": 8, "kernel": 3, "bias": False}, (4, 12)),
+        sample({"channels": 6, "kernel": 4, "padding": "same"}, (4, 9),
+               note="even kernel: asymmetric `same` (torch padding='same')"),
+    )
+    bad_samples: ClassVar[tuple[BadSample, ...]] = (
+        BadSample(call="separable_conv(8, 5)", inputs=((4, 3),), code="E2102"),
+        BadSample(call="separable_conv(8, 3, groups=2)", inputs=((4, 8, 8),), code="E1007"),
+    )
 
     def param_shapes(self, inputs: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
         (x,) = inputs
@@ -265,6 +356,21 @@ class SeparableConv(Conv):
         return onnx_conv(g, depthwise, name, params, "pointwise.", ones, ones, ones,
                          ((0, 0),) * len(kernel), 1)
 
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        """pointwise(depthwise(x)): the `conv` formula with groups = C_in on
+        ``depthwise.weight`` [C_in, 1, *k] (+ ``depthwise.bias``), then a 1x1 one on
+        ``pointwise.weight`` [K, C_in, 1, 1] (+ ``pointwise.bias``):
+        out[b, k, i, j] = pb[k] + Σ_c PW[k, c] ·
+        (db[c] + Σ_{u,v} DW[c, u, v] · x̃[b, c, S·i + d·u, S·j + d·v])."""
+        (x,) = inputs
+        _, kernel, stride, dilation, pads = self._axes(TensorType(shape=x.shape[1:]))
+        ones = (1,) * len(kernel)
+        depthwise = conv_reference(x, params["depthwise.weight"], params.get("depthwise.bias"),
+                                   stride, dilation, pads, x.shape[1])
+        return conv_reference(depthwise, params["pointwise.weight"],
+                              params.get("pointwise.bias"), ones, ones, ((0, 0),) * len(kernel), 1)
+
 
 @register
 class UpConv(_Windowed):
@@ -289,6 +395,21 @@ class UpConv(_Windowed):
     dilation: IntOrTuple = 1
     groups: int = Field(default=1, gt=0)
     bias: bool = True
+
+    samples: ClassVar[tuple[Sample, ...]] = (
+        sample({"channels": 4, "kernel": 2, "stride": 2}, (8, 5, 5)),
+        sample({"channels": 4, "kernel": 3, "stride": 2, "padding": 1, "output_padding": 1,
+                "groups": 2}, (4, 7)),
+        sample({"channels": 3, "kernel": (3, 2), "stride": 3, "dilation": 2,
+                "output_padding": 2, "bias": False}, (2, 4, 5),
+               note="dilation; output_padding columns that no kernel reaches stay zero"),
+    )
+    bad_samples: ClassVar[tuple[BadSample, ...]] = (
+        BadSample(call="upconv(4, 2, stride=2, output_padding=2)", inputs=((8, 5, 5),),
+                  code="E1007"),
+        BadSample(call="upconv(4, 3, groups=3)", inputs=((4, 5),), code="E2104"),
+        BadSample(call="upconv(4, 1, padding=1)", inputs=((3, 1),), code="E2102"),
+    )
 
     def _axes(self, x: TensorType):
         n = self._spatial(x)
@@ -368,3 +489,35 @@ class UpConv(_Windowed):
                       strides=list(v["stride"]), pads=list(v["padding"]) * 2,
                       output_padding=list(v["output_padding"]), dilations=list(v["dilation"]),
                       group=self.groups)
+
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        """Scatter-add: each input pixel adds its weighted kernel to the output at stride S,
+        y[b, k, S·i + d·u] += Σ_{c < C/g} x[b, g(k)·C/g + c, i] · W[g(k)·C/g + c, k mod K/g, u]
+        over a full length (N - 1)·S + d(k - 1) + 1 + output_padding (the output_padding
+        positions receive nothing), then out = y[P : full - P] + bias, per spatial axis."""
+        (x,) = inputs
+        n, v = self._axes(TensorType(shape=x.shape[1:]))
+        kernel, stride, dilation = v["kernel"], v["stride"], v["dilation"]
+        batch, channels, *sizes = x.shape
+        groups, per_group = self.groups, self.channels // self.groups
+        full = [
+            (size - 1) * s + d * (k - 1) + 1 + op_
+            for size, k, s, d, op_ in zip(sizes, kernel, stride, dilation, v["output_padding"],
+                                          strict=True)
+        ]
+        y = np.zeros((batch, groups, per_group, *full))
+        xg = x.reshape(batch, groups, channels // groups, *sizes)
+        wg = params["weight"].reshape(groups, channels // groups, per_group, *kernel)
+        o = "hw"[:n]
+        for offset in itertools.product(*(range(k) for k in kernel)):
+            where = tuple(
+                slice(d * u, d * u + s * (size - 1) + 1, s)
+                for u, d, s, size in zip(offset, dilation, stride, sizes, strict=True)
+            )
+            y[(..., *where)] += np.einsum(f"bgc{o},gcm->bgm{o}", xg, wg[(..., *offset)])
+        y = y.reshape(batch, self.channels, *full)
+        out = y[(..., *(slice(p, f - p) for p, f in zip(v["padding"], full, strict=True)))]
+        if "bias" in params:
+            out = out + params["bias"].reshape(-1, *(1,) * n)
+        return out

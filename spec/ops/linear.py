@@ -7,18 +7,17 @@ recurrent) and of normalisations; activations, dropout and lookups count 0.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
+import numpy as np
 from pydantic import Field
 
 from .. import codes
 from ..ir import TensorType
-from .base import Op, ShapeError, TorchCall, register
+from .base import BadSample, Op, ShapeError, TorchCall, register, sample
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from nnspec.compiler.onnx_build import OnnxGraph
 
 
@@ -48,6 +47,14 @@ class Linear(Op):
     kind: ClassVar[str] = "linear"
     family: ClassVar[str] = "linear"
     positional: ClassVar[tuple[str, ...]] = ("features",)
+    samples = (
+        sample({"features": 5}, (7,), note="ONNX: Gemm with bias"),
+        sample({"features": 5, "bias": False}, (3, 7), note="ONNX: MatMul, no bias"),
+    )
+    bad_samples = (
+        BadSample(call="linear(0)", inputs=((3, 8, 8),), code="E1007"),
+        BadSample(call="linear", inputs=((3, 8),), code="E1005"),
+    )
 
     features: int = Field(gt=0)
     bias: bool = True
@@ -91,6 +98,12 @@ class Linear(Op):
         y = g.node("MatMul", [inputs[0], g.node("Transpose", [weight], perm=[1, 0])])
         return g.node("Add", [y, bias]) if bias else y
 
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        (x,) = inputs
+        y = x @ params["weight"].T
+        return y + params["bias"] if self.bias else y
+
 
 @register
 class Embedding(Op):
@@ -107,6 +120,16 @@ class Embedding(Op):
     kind: ClassVar[str] = "embedding"
     family: ClassVar[str] = "linear"
     positional: ClassVar[tuple[str, ...]] = ("num", "dim")
+    samples = (
+        sample({"num": 10, "dim": 4}, (6,), ids=True),
+        sample({"num": 10, "dim": 4, "padding_idx": 0}, (2, 3), ids=True),
+        sample({"num": 10, "dim": 4, "padding_idx": -1}, (5,), ids=True,
+               note="negative padding_idx counts from the end"),
+    )
+    bad_samples = (
+        BadSample(call="embedding(10, 4)", inputs=((6,),), code="E2109"),
+        BadSample(call="embedding(0, 4)", inputs=((6,),), code="E1007"),
+    )
 
     num: int = Field(gt=0)
     dim: int = Field(gt=0)
@@ -149,3 +172,9 @@ class Embedding(Op):
         """ONNX Gather(W, ids, axis=0); padding_idx only matters for training."""
         return g.node("Gather", [g.initializer(f"{name}.weight", params["weight"]), inputs[0]],
                       axis=0)
+
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        """Row lookup; padding_idx changes only training (its row is used as it stands)."""
+        (ids,) = inputs
+        return params["weight"][ids]

@@ -10,19 +10,18 @@ MACs convention (the same for all four): one multiply-add per element, numel in 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, ClassVar
 
+import numpy as np
 from pydantic import Field
 
 from .. import codes
 from ..ir import TensorType
 from .arith import check_divisible, expect_rank
-from .base import Op, ShapeError, TorchCall, register
+from .base import BadSample, Op, ShapeError, TorchCall, register, sample
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from nnspec.compiler.onnx_build import OnnxGraph
 
 
@@ -51,12 +50,23 @@ class _Norm(Op):
     def _affine(self, g: OnnxGraph, name: str, params: dict[str, np.ndarray],
                 shape: tuple[int, ...]) -> tuple[str, str]:
         """γ and β as initializers, or constants 1 and 0 when not `affine` (ONNX needs them)."""
-        import numpy as np
-
         if "weight" in params:
             return (g.initializer(f"{name}.weight", params["weight"]),
                     g.initializer(f"{name}.bias", params["bias"]))
         return (g.constant(np.ones(shape, np.float32)), g.constant(np.zeros(shape, np.float32)))
+
+    def _normalise(self, x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+        """x̂ = (x - μ) / √(σ² + ε), μ and σ² (biased: divisor n) over ``axes``."""
+        mean = x.mean(axis=axes, keepdims=True)
+        var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
+        return (x - mean) / np.sqrt(var + self.eps)
+
+    def _per_channel(self, y: np.ndarray, params: Mapping[str, np.ndarray]) -> np.ndarray:
+        """y·γ_c + β_c with γ, β on the channel axis (axis 1, after the batch), when affine."""
+        if not self.affine:
+            return y
+        shape = (1, -1) + (1,) * (y.ndim - 2)
+        return y * np.reshape(params["weight"], shape) + np.reshape(params["bias"], shape)
 
 
 @register
@@ -80,6 +90,19 @@ class BatchNorm(_Norm):
 
     momentum: float = Field(default=0.1, ge=0, le=1)
 
+    samples = (
+        sample({}, (6,), note="BatchNorm1d on [C]"),
+        sample({}, (4, 10), note="BatchNorm1d on [C, L]"),
+        sample({"eps": 1e-3, "momentum": 0.01}, (3, 5, 5), note="BatchNorm2d"),
+        sample({"affine": False}, (3, 5, 5), note="ONNX: constant scale 1 and bias 0"),
+        sample({"affine": False}, (6,), note="ONNX: constant scale and bias on a rank-1 input"),
+    )
+    bad_samples = (
+        BadSample(call="batchnorm", inputs=((2, 6, 8, 8),), code=codes.RANK),
+        BadSample(call="batchnorm(eps=0)", inputs=((6, 8, 8),), code=codes.BAD_ARG),
+        BadSample(call="batchnorm(momentum=2)", inputs=((6, 8, 8),), code=codes.BAD_ARG),
+    )
+
     def buffer_shapes(self, inputs: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
         c = inputs[0].shape[0]
         return {"running_mean": (c,), "running_var": (c,), "num_batches_tracked": ()}
@@ -101,6 +124,15 @@ class BatchNorm(_Norm):
         return g.node("BatchNormalization", [inputs[0], scale, bias, mean, var],
                       epsilon=self.eps, momentum=1.0 - self.momentum)
 
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        """Eval: y = γ_c·(x - running_mean_c) / √(running_var_c + ε) + β_c."""
+        x = np.asarray(inputs[0], np.float64)
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        mean = np.reshape(params["running_mean"], shape)
+        var = np.reshape(params["running_var"], shape)
+        return self._per_channel((x - mean) / np.sqrt(var + self.eps), params)
+
 
 @register
 class LayerNorm(_Norm):
@@ -119,6 +151,17 @@ class LayerNorm(_Norm):
     positional: ClassVar[tuple[str, ...]] = ("dims",)
 
     dims: Annotated[int, Field(gt=0)] | None = None
+
+    samples = (
+        sample({}, (3, 4, 4), note="every feature of the sample"),
+        sample({"dims": 1, "eps": 1e-6}, (5, 8), note="last axis only"),
+        sample({"dims": 2, "affine": False}, (3, 4, 4), note="ONNX: constant scale and bias"),
+        sample({"affine": False}, (7,)),
+    )
+    bad_samples = (
+        BadSample(call="layernorm(4)", inputs=((6, 8, 8),), code=codes.BAD_ARG),
+        BadSample(call="layernorm(eps=-1)", inputs=((6, 8, 8),), code=codes.BAD_ARG),
+    )
 
     def normalized_shape(self, x: TensorType) -> tuple[int, ...]:
         """The trailing axes normalised together (torch's `normalized_shape`)."""
@@ -160,6 +203,14 @@ class LayerNorm(_Norm):
         return g.node("LayerNormalization", [inputs[0], scale, bias], axis=-len(shape),
                       epsilon=self.eps)
 
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        """y = γ ⊙ (x - μ) / √(σ² + ε) + β, μ and σ² per sample over the last `dims` axes."""
+        x = np.asarray(inputs[0], np.float64)
+        dims = x.ndim - 1 if self.dims is None else self.dims
+        y = self._normalise(x, tuple(range(x.ndim - dims, x.ndim)))
+        return y * params["weight"] + params["bias"] if self.affine else y
+
 
 @register
 class InstanceNorm(_Norm):
@@ -177,6 +228,16 @@ class InstanceNorm(_Norm):
 
     affine: bool = False
 
+    samples = (
+        sample({}, (3, 10), note="InstanceNorm1d; ONNX: constant scale and bias"),
+        sample({"affine": True}, (3, 5, 5), note="InstanceNorm2d"),
+        sample({"affine": True}, (3, 9), note="InstanceNorm1d with γ, β"),
+    )
+    bad_samples = (
+        BadSample(call="instancenorm", inputs=((6,),), code=codes.RANK),
+        BadSample(call="instancenorm(eps=0)", inputs=((3, 10),), code=codes.BAD_ARG),
+    )
+
     def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
         (x,) = inputs
         return TorchCall(f"nn.InstanceNorm{x.rank - 1}d", {
@@ -188,6 +249,12 @@ class InstanceNorm(_Norm):
         """ONNX InstanceNormalization (its scale and B are required: 1 and 0 when not affine)."""
         scale, bias = self._affine(g, name, params, (types[0].shape[0],))
         return g.node("InstanceNormalization", [inputs[0], scale, bias], epsilon=self.eps)
+
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        """y = γ_c·(x - μ_nc) / √(σ²_nc + ε) + β_c, μ and σ² over each channel's positions."""
+        x = np.asarray(inputs[0], np.float64)
+        return self._per_channel(self._normalise(x, tuple(range(2, x.ndim))), params)
 
 
 @register
@@ -211,6 +278,18 @@ class GroupNorm(_Norm):
 
     groups: int = Field(gt=0)
 
+    samples = (
+        sample({"groups": 2}, (4, 5, 5)),
+        sample({"groups": 3}, (6, 10)),
+        sample({"groups": 2}, (4,), note="[C]: groups of C / G single values"),
+        sample({"groups": 1, "affine": False}, (4, 3, 3),
+               note="one group; ONNX: constant scale and bias"),
+    )
+    bad_samples = (
+        BadSample(call="groupnorm(4)", inputs=((6, 8, 8),), code=codes.DIVISIBLE),
+        BadSample(call="groupnorm(2)", inputs=((2, 6, 8, 8),), code=codes.RANK),
+    )
+
     def infer(self, inputs: Sequence[TensorType]) -> TensorType:
         x = super().infer(inputs)
         check_divisible(x.shape[0], self.groups, "channels", "groups", arg="groups")
@@ -230,3 +309,11 @@ class GroupNorm(_Norm):
         y = g.node("GroupNormalization", [inputs[0], scale, bias], num_groups=self.groups,
                    epsilon=self.eps)
         return g.declare(y, types[0].dtype, types[0].shape)  # onnx 1.23 cannot infer it
+
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        """y = γ_c·(x - μ_ng) / √(σ²_ng + ε) + β_c, μ and σ² over each group's C / G channels."""
+        x = np.asarray(inputs[0], np.float64)
+        grouped = x.reshape(x.shape[0], self.groups, -1)
+        y = self._normalise(grouped, (2,)).reshape(x.shape)
+        return self._per_channel(y, params)

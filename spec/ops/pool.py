@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
 
 from .. import codes
 from ..ir import TensorType
 from .arith import AXIS_NAMES, IntOrTuple, expect_rank, per_axis, window_output
-from .base import GLOBAL, Op, ShapeError, TorchCall, WindowStep, register
+from .base import (
+    GLOBAL,
+    BadSample,
+    Op,
+    Sample,
+    ShapeError,
+    TorchCall,
+    WindowStep,
+    register,
+    sample,
+)
+from .conv import sliding_windows
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from nnspec.compiler.onnx_build import OnnxGraph
 
 Rounding = Literal["exact", "floor", "ceil"]
@@ -23,6 +35,17 @@ _LAYOUT = {2: "[C, L]", 3: "[C, H, W]"}
 def _spatial(kind: str, x: TensorType) -> int:
     expect_rank(x.rank, (2, 3), kind, " or ".join(_LAYOUT.values()))
     return x.rank - 1
+
+
+def _pool_size(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil: bool) -> int:
+    """PyTorch's pooled length (numpy reference helper): floor((N + 2P - F) / S) + 1, or with
+    ceil the ceiling, less one when the last window would start past the input and the left
+    padding ((out - 1)·S >= N + P)."""
+    span = size + 2 * pad - dilation * (kernel - 1) - 1
+    if not ceil:
+        return span // stride + 1
+    out = -(-span // stride) + 1
+    return out - 1 if (out - 1) * stride >= size + pad else out
 
 
 class _Pool(Op):
@@ -82,6 +105,22 @@ class _Pool(Op):
         window = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation, strict=True))
         return WindowStep(window=window, stride=stride)
 
+    def _reference_windows(self, x: np.ndarray, fill: float):
+        """The windows [B, C, *out, *k] of the reference (``fill`` in the padding and past it)
+        and, per axis, (N, k, S, P, out)."""
+        _, kernel, stride, dilation, padding = self._axes(TensorType(shape=x.shape[1:]))
+        axes = [
+            (n, k, s, p, _pool_size(n, k, s, p, d, self.rounding == "ceil"))
+            for n, k, s, p, d in zip(x.shape[2:], kernel, stride, padding, dilation, strict=True)
+        ]
+        # right padding: P, or up to the end of the last window when rounding up overhangs it
+        pads = [
+            (p, max(p, (o - 1) * s + d * (k - 1) + 1 - n - p))
+            for (n, k, s, p, o), d in zip(axes, dilation, strict=True)
+        ]
+        windows = sliding_windows(x, kernel, stride, dilation, pads, fill=fill)
+        return windows[(slice(None), slice(None), *(slice(o) for *_, o in axes))], axes
+
     def _torch_kwargs(self, x: TensorType) -> dict[str, Any]:
         """kernel_size, stride (the kernel when None), padding; exact and floor: ceil_mode off."""
         _, kernel, stride, _, padding = self._axes(x)
@@ -121,6 +160,22 @@ class MaxPool(_Pool):
 
     dilation: IntOrTuple = 1
 
+    samples: ClassVar[tuple[Sample, ...]] = (
+        sample({"kernel": 2}, (3, 8, 8)),
+        sample({"kernel": 3, "stride": 2, "padding": 1, "rounding": "ceil"}, (2, 10, 10)),
+        sample({"kernel": 2, "padding": 1, "rounding": "ceil"}, (2, 5),
+               note="ceil: the last window would start in the right padding and is dropped"),
+        sample({"kernel": 3, "stride": 2, "rounding": "floor"}, (2, 10)),
+        sample({"kernel": (3, 2), "stride": 1, "dilation": 2}, (2, 9, 9)),
+        sample({"kernel": 2, "stride": 4, "dilation": 4, "rounding": "ceil"}, (2, 6),
+               note="ONNX: the ceil overhang is a kernel or more, an explicit -inf Pad"),
+    )
+    bad_samples: ClassVar[tuple[BadSample, ...]] = (
+        BadSample(call="maxpool(3)", inputs=((2, 8, 8),), code="E2101"),
+        BadSample(call="maxpool(3, padding=2)", inputs=((2, 8, 8),), code="E1007"),
+        BadSample(call="maxpool(9)", inputs=((2, 8),), code="E2102"),
+    )
+
     def _dilation(self) -> IntOrTuple:
         return self.dilation
 
@@ -147,6 +202,14 @@ class MaxPool(_Pool):
         return g.node("MaxPool", [source], kernel_shape=list(kernel), strides=list(stride),
                       dilations=list(dilation), pads=begins + ends)
 
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        """out[b, c, i, j] = max_{u,v} x̃[b, c, S·i + d·u, S·j + d·v], x̃ padded with -inf
+        (P before; after, P or as far as a ceil-rounded last window reaches)."""
+        windows, _ = self._reference_windows(inputs[0], -np.inf)
+        n = inputs[0].ndim - 2
+        return windows.max(axis=tuple(range(-n, 0)))
+
 
 @register
 class AvgPool(_Pool):
@@ -162,6 +225,23 @@ class AvgPool(_Pool):
     kind: ClassVar[str] = "avgpool"
 
     count_include_pad: bool = True
+
+    samples: ClassVar[tuple[Sample, ...]] = (
+        sample({"kernel": 2}, (3, 8, 8)),
+        sample({"kernel": 3, "stride": 2, "padding": 1, "rounding": "ceil",
+                "count_include_pad": False}, (2, 10, 10)),
+        sample({"kernel": 2, "padding": 1, "rounding": "ceil"}, (2, 5),
+               note="ceil: the last window would start in the right padding and is dropped"),
+        sample({"kernel": 3, "stride": 2, "rounding": "floor"}, (2, 10)),
+        sample({"kernel": 3, "stride": 2, "padding": 1, "rounding": "ceil"}, (2, 10),
+               note="count_include_pad with a ceil overhang past the padding: ONNX pads "
+                    "explicitly and leaves the overhang out of the divisor"),
+    )
+    bad_samples: ClassVar[tuple[BadSample, ...]] = (
+        BadSample(call="avgpool(2, padding=2)", inputs=((2, 8, 8),), code="E1007"),
+        BadSample(call="avgpool(3)", inputs=((2, 8),), code="E2101"),
+        BadSample(call="avgpool(2)", inputs=((8,),), code="E2103"),
+    )
 
     def macs(self, inputs: Sequence[TensorType], output: TensorType) -> int:
         _, kernel, *_ = self._axes(inputs[0])
@@ -189,6 +269,26 @@ class AvgPool(_Pool):
             include = False
         return g.node("AveragePool", [source], kernel_shape=list(kernel), strides=list(stride),
                       pads=begins + ends, count_include_pad=int(include))
+
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        """out[b, c, i, j] = Σ_{u,v} x̃[b, c, S·i + u, S·j + v] / (n_i · n_j), x̃ zero-padded.
+        Window i spans [s, e) with s = S·i - P, e = min(s + k, N + P): n_i = e - s with
+        count_include_pad (the declared padding counts, a ceil overhang past it does not),
+        else min(e, N) - max(s, 0), the input positions only."""
+        (x,) = inputs
+        windows, axes = self._reference_windows(x, 0.0)
+        n = len(axes)
+        divisor = np.ones((1,) * n)
+        for axis, (size, k, s, p, o) in enumerate(axes):
+            start = np.arange(o) * s - p
+            end = np.minimum(start + k, size + p)
+            if self.count_include_pad:
+                count = end - start
+            else:
+                count = np.minimum(end, size) - np.maximum(start, 0)
+            divisor = divisor * count.reshape([o if a == axis else 1 for a in range(n)])
+        return windows.sum(axis=tuple(range(-n, 0))) / divisor
 
 
 class _GlobalPool(Op):
@@ -228,6 +328,16 @@ class GlobalAvgPool(_GlobalPool):
     kind: ClassVar[str] = "global_avgpool"
     torch_cls: ClassVar[str] = "AdaptiveAvgPool"
     onnx_op: ClassVar[str] = "GlobalAveragePool"
+    samples: ClassVar[tuple[Sample, ...]] = (sample({}, (3, 5, 5)), sample({}, (3, 7)))
+    bad_samples: ClassVar[tuple[BadSample, ...]] = (
+        BadSample(call="global_avgpool", inputs=((8,),), code="E2103"),
+    )
+
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        """out[b, c, 0, 0] = (1 / H·W) Σ_{i,j} x[b, c, i, j]."""
+        (x,) = inputs
+        return x.mean(axis=tuple(range(2, x.ndim)), keepdims=True)
 
     def macs(self, inputs: Sequence[TensorType], output: TensorType) -> int:
         return inputs[0].numel
@@ -245,6 +355,16 @@ class GlobalMaxPool(_GlobalPool):
     kind: ClassVar[str] = "global_maxpool"
     torch_cls: ClassVar[str] = "AdaptiveMaxPool"
     onnx_op: ClassVar[str] = "GlobalMaxPool"
+    samples: ClassVar[tuple[Sample, ...]] = (sample({}, (3, 5, 5)), sample({}, (3, 7)))
+    bad_samples: ClassVar[tuple[BadSample, ...]] = (
+        BadSample(call="global_maxpool", inputs=((2, 3, 4, 5),), code="E2103"),
+    )
+
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        """out[b, c, 0, 0] = max_{i,j} x[b, c, i, j]."""
+        (x,) = inputs
+        return x.max(axis=tuple(range(2, x.ndim)), keepdims=True)
 
 
 def adaptive_windows(size: int, out: int) -> list[tuple[int, int]]:
@@ -268,6 +388,18 @@ class AdaptiveAvgPool(Op):
     positional: ClassVar[tuple[str, ...]] = ("size",)
 
     size: IntOrTuple
+
+    samples: ClassVar[tuple[Sample, ...]] = (
+        sample({"size": 1}, (3, 5, 5), note="ONNX: GlobalAveragePool"),
+        sample({"size": (2, 3)}, (3, 7, 7), note="ONNX: uneven windows, a MatMul per axis"),
+        sample({"size": 4}, (3, 10), note="ONNX: uneven windows, one MatMul"),
+        sample({"size": 2}, (3, 8, 8), note="ONNX: the sizes divide, an AveragePool"),
+        sample({"size": (5, 5)}, (3, 5, 5), note="ONNX: the output size is the input's, identity"),
+    )
+    bad_samples: ClassVar[tuple[BadSample, ...]] = (
+        BadSample(call="adaptive_avgpool(0)", inputs=((3, 8, 8),), code="E1007"),
+        BadSample(call="adaptive_avgpool((2, 2))", inputs=((3, 8),), code="E2110"),
+    )
 
     def _sizes(self, x: TensorType) -> tuple[int, ...]:
         sizes = per_axis(self.size, _spatial(self.kind, x), "size")
@@ -332,3 +464,18 @@ class AdaptiveAvgPool(Op):
         )
         stride = tuple(n / out for n, out in zip(x.shape[1:], sizes, strict=True))
         return WindowStep(window=window, stride=stride)
+
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        """out[b, c, i, j] = mean of x[b, c, h0:h1, w0:w1] with, per axis of N inputs and n
+        outputs, start = floor(i·N / n) and end = ceil((i + 1)·N / n)."""
+        (x,) = inputs
+        sizes = self._sizes(TensorType(shape=x.shape[1:]))
+        out = np.empty((*x.shape[:2], *sizes))
+        for index in itertools.product(*(range(o) for o in sizes)):
+            window = tuple(
+                slice(i * n // o, -(-(i + 1) * n // o))
+                for i, n, o in zip(index, x.shape[2:], sizes, strict=True)
+            )
+            out[(..., *index)] = x[(..., *window)].mean(axis=tuple(range(2, x.ndim)))
+        return out

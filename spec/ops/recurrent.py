@@ -22,20 +22,25 @@ bidirectional, else 1; in_k = F for layer 0, H·dirs above it):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar, Literal
 
+import numpy as np
 from pydantic import Field
 
+from .. import codes
 from ..ir import TensorType
 from .arith import expect_rank
-from .base import Op, TorchCall, register
+from .base import BadSample, Op, TorchCall, register, sample
 from .linear import expect_float
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from nnspec.compiler.onnx_build import OnnxGraph
+
+
+def _sigmoid(v: np.ndarray) -> np.ndarray:
+    """σ(v) = 1 / (1 + e^-v), as e^-log(1 + e^-v) so that no e^-v overflows."""
+    return np.exp(-np.logaddexp(0.0, -v))
 
 
 class _Recurrent(Op):
@@ -134,6 +139,40 @@ class _Recurrent(Op):
         # h_n of the last layer [dirs, N, H] -> [N, H·dirs], forward then backward
         return g.reshape(g.node("Transpose", [state], perm=[1, 0, 2]), [0, dirs * hidden])
 
+    def cell(self, gi: np.ndarray, gh: np.ndarray, h: np.ndarray, c: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """One step from gi = W_ih·x_t + b_ih and gh = W_hh·h_{t-1} + b_hh ([N, G·H] each,
+        torch's gate blocks): the new (h_t, c_t); c is the LSTM's cell, carried unused by the
+        others."""
+        raise NotImplementedError
+
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        """An explicit loop over the steps of each layer and direction (the backward one from
+        x_T down to x_1), h_0 = c_0 = 0; a layer's input is the one below's outputs, the
+        directions concatenated. select=last: the last layer's final h of each direction."""
+        sequence = np.asarray(inputs[0], np.float64)  # [N, T, F]
+        n, steps = sequence.shape[:2]
+        rows = self.gates * self.hidden
+        finals: list[np.ndarray] = []
+        for k in range(self.layers):
+            outputs, finals = [], []
+            for suffix in ("", "_reverse")[: self.dirs]:
+                w_ih, w_hh = params[f"weight_ih_l{k}{suffix}"], params[f"weight_hh_l{k}{suffix}"]
+                b_ih = params[f"bias_ih_l{k}{suffix}"] if self.bias else np.zeros(rows)
+                b_hh = params[f"bias_hh_l{k}{suffix}"] if self.bias else np.zeros(rows)
+                h = np.zeros((n, self.hidden))
+                c = np.zeros((n, self.hidden))
+                ys = np.zeros((n, steps, self.hidden))
+                order = range(steps) if not suffix else range(steps - 1, -1, -1)
+                for t in order:
+                    h, c = self.cell(sequence[:, t] @ w_ih.T + b_ih, h @ w_hh.T + b_hh, h, c)
+                    ys[:, t] = h
+                outputs.append(ys)
+                finals.append(h)
+            sequence = np.concatenate(outputs, axis=-1)  # [N, T, H·dirs]
+        return sequence if self.select == "sequence" else np.concatenate(finals, axis=-1)
+
 
 @register
 class RNN(_Recurrent):
@@ -154,12 +193,29 @@ class RNN(_Recurrent):
 
     nonlinearity: Literal["tanh", "relu"] = "tanh"
 
+    samples = (
+        sample({"hidden": 5}, (7, 3), note="select=last, one direction"),
+        sample({"hidden": 5, "layers": 2, "nonlinearity": "relu", "bidirectional": True,
+                "select": "sequence"}, (7, 3), note="relu; ONNX: a layer's Y feeds the next"),
+    )
+    bad_samples = (
+        BadSample(call="rnn(0)", inputs=((7, 3),), code=codes.BAD_ARG),
+        BadSample(call="rnn(5)", inputs=((7,),), code=codes.RANK),
+        BadSample(call='rnn(5, nonlinearity="sigmoid")', inputs=((7, 3),), code=codes.BAD_ARG),
+    )
+
     def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
         call = super().torch_call(inputs)
         return TorchCall(call.cls, {**call.kwargs, "nonlinearity": self.nonlinearity})
 
     def onnx_attrs(self) -> dict[str, object]:
         return {"activations": [self.nonlinearity.capitalize()] * self.dirs}
+
+    def cell(self, gi: np.ndarray, gh: np.ndarray, h: np.ndarray, c: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """h_t = act(W_ih·x_t + b_ih + W_hh·h_{t-1} + b_hh)."""
+        pre = gi + gh
+        return (np.tanh(pre) if self.nonlinearity == "tanh" else np.maximum(pre, 0.0)), c
 
 
 @register
@@ -187,6 +243,27 @@ class LSTM(_Recurrent):
     onnx_op: ClassVar[str] = "LSTM"
     onnx_gates: ClassVar[tuple[int, ...]] = (0, 3, 1, 2)  # ONNX i, o, f, c = torch i, o, f, g
 
+    samples = (
+        sample({"hidden": 6, "bidirectional": True}, (5, 4),
+               note="select=last: h_n of both directions, not output[-1]"),
+        sample({"hidden": 6, "layers": 2, "bidirectional": True, "select": "sequence"}, (5, 4)),
+        sample({"hidden": 3, "bias": False}, (5, 4), note="ONNX: no B input"),
+        sample({"hidden": 4, "layers": 3, "bidirectional": True}, (6, 5),
+               note="ONNX: middle layer between two, last layer without Y"),
+    )
+    bad_samples = (
+        BadSample(call="lstm(5, 0)", inputs=((7, 3),), code=codes.BAD_ARG),
+        BadSample(call="lstm(5)", inputs=((7, 3, 2),), code=codes.RANK),
+    )
+
+    def cell(self, gi: np.ndarray, gh: np.ndarray, h: np.ndarray, c: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Gates i, f, g, o from the row blocks in torch order; c_t = f⊙c + i⊙g,
+        h_t = o⊙tanh(c_t)."""
+        i, f, g, o = np.split(gi + gh, 4, axis=-1)
+        c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
+        return _sigmoid(o) * np.tanh(c), c
+
 
 @register
 class GRU(_Recurrent):
@@ -212,5 +289,27 @@ class GRU(_Recurrent):
     onnx_op: ClassVar[str] = "GRU"
     onnx_gates: ClassVar[tuple[int, ...]] = (1, 0, 2)  # ONNX z, r, h = torch z, r, n
 
+    samples = (
+        sample({"hidden": 5, "layers": 2}, (6, 3)),
+        sample({"hidden": 5, "bidirectional": True, "select": "sequence"}, (6, 3)),
+        sample({"hidden": 5, "layers": 3, "bidirectional": True}, (6, 3)),
+        sample({"hidden": 4, "bias": False, "select": "sequence"}, (6, 5),
+               note="ONNX: no B input, Y of one direction"),
+    )
+    bad_samples = (
+        BadSample(call="gru(0)", inputs=((7, 3),), code=codes.BAD_ARG),
+        BadSample(call="gru(5)", inputs=((7,),), code=codes.RANK),
+        BadSample(call='gru(5, select="first")', inputs=((7, 3),), code=codes.BAD_ARG),
+    )
+
     def onnx_attrs(self) -> dict[str, object]:
         return {"linear_before_reset": 1}  # torch applies r_t to (W_hn·h + b_hn)
+
+    def cell(self, gi: np.ndarray, gh: np.ndarray, h: np.ndarray, c: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Gates r, z, n from the row blocks in torch order; the reset r scales W_hn·h + b_hn."""
+        i_r, i_z, i_n = np.split(gi, 3, axis=-1)
+        h_r, h_z, h_n = np.split(gh, 3, axis=-1)
+        r, z = _sigmoid(i_r + h_r), _sigmoid(i_z + h_z)
+        n = np.tanh(i_n + r * h_n)
+        return (1.0 - z) * n + z * h, c

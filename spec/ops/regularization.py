@@ -6,18 +6,17 @@ expected activation is unchanged and evaluation is the identity (nothing to resc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
+import numpy as np
 from pydantic import Field
 
 from ..ir import TensorType
 from .arith import expect_rank
-from .base import Op, TorchCall, register
+from .base import BadSample, Op, TorchCall, register, sample
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from nnspec.compiler.onnx_build import OnnxGraph
 
 
@@ -37,6 +36,11 @@ class Dropout(Op):
     family: ClassVar[str] = "regularization"
     positional: ClassVar[tuple[str, ...]] = ("p",)
     torch_cls: ClassVar[str] = "nn.Dropout"
+    samples = (sample({"p": 0.3}, (10,)), sample({}, (3, 4, 4)))
+    bad_samples = (
+        BadSample(call="dropout(1.0)", inputs=((10,),), code="E1007"),
+        BadSample(call="dropout(-0.1)", inputs=((10,),), code="E1007"),
+    )
 
     p: float = Field(default=0.5, ge=0, lt=1)
 
@@ -51,6 +55,12 @@ class Dropout(Op):
                 params: dict[str, np.ndarray]) -> str:
         """Eval semantics: the identity, no node at all."""
         return inputs[0]
+
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        """Eval mode: y = x (inverted dropout rescales only while training)."""
+        (x,) = inputs
+        return x.copy()
 
 
 @register
@@ -68,6 +78,11 @@ class Dropout2d(Dropout):
 
     kind: ClassVar[str] = "dropout2d"
     torch_cls: ClassVar[str] = "nn.Dropout2d"
+    samples = (sample({"p": 0.2}, (3, 4, 4)),)
+    bad_samples = (
+        BadSample(call="dropout2d", inputs=((3, 8),), code="E2103"),
+        BadSample(call="dropout2d(1.5)", inputs=((3, 8, 8),), code="E1007"),
+    )
 
     def infer(self, inputs: Sequence[TensorType]) -> TensorType:
         (x,) = inputs

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
 
 from .. import codes
 from ..ir import TensorType
 from .arith import AXIS_NAMES, IntOrTuple, expect_rank, fmt, per_axis
-from .base import GLOBAL, Op, ShapeError, TorchCall, WindowStep, register
+from .base import (
+    GLOBAL,
+    BadSample,
+    Op,
+    ShapeError,
+    TorchCall,
+    WindowStep,
+    register,
+    sample,
+)
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from nnspec.compiler.onnx_build import OnnxGraph
 
 _LAYOUT = {2: "[C, L]", 3: "[C, H, W]"}
@@ -61,6 +70,16 @@ class Flatten(Op):
     kind: ClassVar[str] = "flatten"
     family: ClassVar[str] = "shape"
     positional: ClassVar[tuple[str, ...]] = ("start",)
+    samples = (
+        sample({}, (3, 4, 4)),
+        sample({"start": 1}, (3, 4, 4)),
+        sample({"start": -1}, (3, 4, 4), note="one axis merged: a no-op reshape"),
+        sample({}, (2, 3), ids=True, note="int64 ids pass through"),
+    )
+    bad_samples = (
+        BadSample(call="flatten(start=3)", inputs=((3, 4, 4),), code=codes.ARGUMENT_SHAPE),
+        BadSample(call="flatten(start=-4)", inputs=((3, 4, 4),), code=codes.ARGUMENT_SHAPE),
+    )
 
     start: int = 0
 
@@ -78,6 +97,13 @@ class Flatten(Op):
         (x,) = inputs
         start = _axis(self.start, x.rank, self.kind, "start")
         return TorchCall("nn.Flatten", {"start_dim": start + 1})  # the batch axis comes first
+
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        """Keep the batch axis and the axes before `start`; merge the rest (row-major)."""
+        (x,) = inputs
+        start = self.start + x.ndim - 1 if self.start < 0 else self.start
+        return x.reshape(*x.shape[: start + 1], -1)
 
     def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
                 params: dict[str, np.ndarray]) -> str:
@@ -98,6 +124,15 @@ class Reshape(Op):
     kind: ClassVar[str] = "reshape"
     family: ClassVar[str] = "shape"
     positional: ClassVar[tuple[str, ...]] = ("shape",)
+    samples = (
+        sample({"shape": (4, -1)}, (2, 8), note="the -1 inferred"),
+        sample({"shape": 12}, (3, 4)),
+        sample({"shape": (3, 2, 2)}, (12,)),
+    )
+    bad_samples = (
+        BadSample(call="reshape((5, 5))", inputs=((3, 4, 4),), code=codes.RESHAPE),
+        BadSample(call="reshape((5, -1))", inputs=((3, 4, 4),), code=codes.RESHAPE),
+    )
 
     shape: int | tuple[int, ...]
 
@@ -148,6 +183,13 @@ class Reshape(Op):
     def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
         return TorchCall("Reshape", {"shape": self.infer(inputs).shape})  # the -1 resolved
 
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        """Row-major reshape of each sample; numpy infers the -1 itself."""
+        (x,) = inputs
+        target = (self.shape,) if isinstance(self.shape, int) else self.shape
+        return x.reshape(x.shape[0], *target)
+
     def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
                 params: dict[str, np.ndarray]) -> str:
         """ONNX Reshape to [batch, *shape] with the -1 resolved."""
@@ -169,6 +211,15 @@ class CenterCrop(Op):
     kind: ClassVar[str] = "center_crop"
     family: ClassVar[str] = "shape"
     positional: ClassVar[tuple[str, ...]] = ("size",)
+    samples = (
+        sample({"size": 4}, (2, 7, 8), note="odd difference: the extra row from the bottom"),
+        sample({"size": (3, 5)}, (2, 8, 8)),
+        sample({"size": 3}, (2, 6)),
+    )
+    bad_samples = (
+        BadSample(call="center_crop(10)", inputs=((3, 8, 8),), code=codes.CROP),
+        BadSample(call="center_crop((4, 9))", inputs=((3, 8, 8),), code=codes.CROP),
+    )
 
     size: IntOrTuple
 
@@ -200,6 +251,17 @@ class CenterCrop(Op):
     def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
         return TorchCall("CenterCrop", {"crop": self.crop_pairs(inputs[0])})
 
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        """x[:, :, b_h : b_h + h, b_w : b_w + w] with b = (N - n) // 2 per spatial axis."""
+        (x,) = inputs
+        sizes = per_axis(self.size, x.ndim - 2, "size")
+        index = [slice(None), slice(None)]
+        for have, want in zip(x.shape[2:], sizes, strict=True):
+            before = (have - want) // 2
+            index.append(slice(before, before + want))
+        return x[tuple(index)]
+
     def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
                 params: dict[str, np.ndarray]) -> str:
         """ONNX Slice of the spatial axes: [before, N - after)."""
@@ -226,6 +288,17 @@ class Pad(Op):
     kind: ClassVar[str] = "pad"
     family: ClassVar[str] = "shape"
     positional: ClassVar[tuple[str, ...]] = ("padding",)
+    samples = (
+        sample({"padding": 1}, (2, 4, 4)),
+        sample({"padding": (1, 2, 0, 3), "value": 1.5}, (2, 4, 4),
+               note="(top, bottom, left, right), a non-zero constant"),
+        sample({"padding": (2, 1), "mode": "reflect"}, (2, 5), note="(before, after) in 1-d"),
+        sample({"padding": (1, 2), "mode": "replicate"}, (2, 4, 4), note="one amount per axis"),
+    )
+    bad_samples = (
+        BadSample(call="pad(4, mode=reflect)", inputs=((3, 4, 4),), code=codes.CROP),
+        BadSample(call="pad((1, 2, 3))", inputs=((3, 4, 4),), code=codes.ARGUMENT_SHAPE),
+    )
 
     padding: IntOrTuple
     mode: Literal["constant", "reflect", "replicate"] = "constant"
@@ -281,11 +354,20 @@ class Pad(Op):
             "pads": self.padding_pairs(inputs[0]), "mode": self.mode, "value": self.value,
         })
 
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        """np.pad of the spatial axes: constant `value`, reflect (numpy's `reflect` does not
+        repeat the edge, as torch) or replicate (numpy's `edge`)."""
+        (x,) = inputs
+        pairs = self.padding_pairs(TensorType(shape=x.shape[1:]))
+        width = ((0, 0), (0, 0), *pairs)
+        if self.mode == "constant":
+            return np.pad(x, width, mode="constant", constant_values=self.value)
+        return np.pad(x, width, mode="edge" if self.mode == "replicate" else "reflect")
+
     def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
                 params: dict[str, np.ndarray]) -> str:
         """ONNX Pad: constant, reflect (edge not repeated, as torch) or edge (= replicate)."""
-        import numpy as np
-
         pairs = self.padding_pairs(types[0])
         pads = g.ints([0, 0, *(b for b, _ in pairs), 0, 0, *(a for _, a in pairs)])
         if self.mode == "constant":
@@ -296,6 +378,48 @@ class Pad(Op):
 
 _MODE_RANK = {"linear": 2, "bilinear": 3, "bicubic": 3}  # nearest takes either
 _TAPS = {"nearest": 0, "linear": 2, "bilinear": 4, "bicubic": 16}
+_CUBIC_A = -0.75  # torch's (and ONNX Resize's cubic_coeff_a as the lowering sets it)
+
+
+def _cubic(x: np.ndarray) -> np.ndarray:
+    """Keys' cubic convolution kernel W(x) with a = -0.75 (zero for |x| >= 2)."""
+    a, x = _CUBIC_A, np.abs(x)
+    near = ((a + 2) * x - (a + 3)) * x * x + 1  # |x| <= 1
+    far = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a  # 1 < |x| < 2
+    return np.where(x <= 1, near, np.where(x < 2, far, 0.0))
+
+
+def _resize_weights(n_in: int, scale: float, mode: str, align_corners: bool) -> np.ndarray:
+    """The (n_out, n_in) matrix W of one axis, out = W @ in, with n_out = floor(n_in·scale).
+
+    Source coordinate of output index d: align_corners: d·(n_in - 1)/(n_out - 1) (0 when
+    n_out = 1); otherwise half-pixel, (d + 0.5)/scale - 0.5, with the scale as given, not
+    n_out/n_in. Linear clamps it below at 0, takes i = floor(src) and i + 1 (both at most
+    n_in - 1) with weights 1 - t and t, t = src - i. Cubic takes i - 1 .. i + 2 with weights
+    W(1 + t), W(t), W(1 - t), W(2 - t), taps beyond the edge reading the edge pixel.
+    """
+    n_out = math.floor(n_in * scale)
+    dst = np.arange(n_out, dtype=np.float64)
+    rows = np.arange(n_out)
+    weights = np.zeros((n_out, n_in))
+    if align_corners:
+        src = dst * ((n_in - 1) / (n_out - 1) if n_out > 1 else 0.0)
+    else:
+        src = (dst + 0.5) / scale - 0.5
+    if mode == "bicubic":
+        i = np.floor(src)
+        t = src - i
+        for offset, w in ((-1, _cubic(1 + t)), (0, _cubic(t)), (1, _cubic(1 - t)),
+                          (2, _cubic(2 - t))):
+            np.add.at(weights, (rows, np.clip(i + offset, 0, n_in - 1).astype(int)), w)
+        return weights
+    src = np.maximum(src, 0.0)
+    i0 = np.minimum(np.floor(src), n_in - 1)
+    t = np.clip(src - i0, 0.0, 1.0)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    np.add.at(weights, (rows, i0.astype(int)), 1 - t)
+    np.add.at(weights, (rows, i1.astype(int)), t)
+    return weights
 
 
 @register
@@ -312,6 +436,26 @@ class Upsample(Op):
     kind: ClassVar[str] = "upsample"
     family: ClassVar[str] = "shape"
     positional: ClassVar[tuple[str, ...]] = ("scale",)
+    samples = (
+        sample({"scale": 2}, (2, 4, 4)),
+        sample({"scale": 2, "mode": "linear", "align_corners": True}, (2, 5)),
+        sample({"scale": (2, 3), "mode": "bilinear"}, (2, 3, 3),
+               note="half-pixel, one scale per axis"),
+        sample({"scale": 1.5, "mode": "bicubic"}, (2, 5, 5),
+               note="fractional scale: source coordinates from 1/1.5, not 5/7"),
+        sample({"scale": 0.5}, (2, 7), note="downsampling, floor(7·0.5) = 3"),
+        sample({"scale": 1.5}, (2, 5, 5), note="fractional nearest: ONNX asymmetric + floor"),
+        sample({"scale": 3, "mode": "bilinear", "align_corners": True}, (2, 3, 4)),
+        sample({"scale": 2, "mode": "bicubic", "align_corners": True}, (2, 4, 4),
+               note="ONNX cubic with align_corners"),
+        sample({"scale": 0.5, "mode": "linear"}, (2, 9),
+               note="linear downsampling: half-pixel source clamped at 0"),
+    )
+    bad_samples = (
+        BadSample(call="upsample(2, mode=bilinear)", inputs=((3, 8),), code=codes.RANK),
+        BadSample(call="upsample(0.1)", inputs=((3, 8, 8),), code=codes.NONPOSITIVE),
+        BadSample(call="upsample(1.25)", inputs=((2, 3),), code=codes.ARGUMENT_SHAPE),
+    )
 
     scale: int | float | tuple[int | float, ...]
     mode: Literal["nearest", "linear", "bilinear", "bicubic"] = "nearest"
@@ -362,6 +506,19 @@ class Upsample(Op):
                     help=f"use a scale of at least {fmt(1 / size)}",
                     arg="scale",
                 )
+            if out == size and s != 1:
+                # torch's and onnxruntime's kernels copy such an axis unchanged, while the
+                # formula (and onnx's reference) interpolates it: the result is backend-bound
+                raise ShapeError(
+                    codes.ARGUMENT_SHAPE,
+                    f"upsample by {fmt(s)} leaves {axis} at {size}",
+                    notes=[f"floor(N·scale) = floor({size}·{fmt(s)}) = {out}: PyTorch and "
+                           "onnxruntime copy an axis whose size does not change, the "
+                           "interpolation formula does not, so the backends would disagree"],
+                    help=f"use scale 1 for this axis, or a scale of at least "
+                         f"{fmt((size + 1) / size)} (or below 1) to resize it",
+                    arg="scale",
+                )
             sizes.append(out)
         return TensorType(shape=(x.shape[0], *sizes), dtype=x.dtype)
 
@@ -380,14 +537,37 @@ class Upsample(Op):
             kwargs["align_corners"] = self.align_corners
         return TorchCall("nn.Upsample", kwargs)
 
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        """Separable resize: one weight matrix per spatial axis (see `_resize_weights`).
+
+        nearest: src = floor(d / scale), at most N - 1 (torch rounds d·(1/scale) in float32,
+        which agrees unless that lands within float32 rounding of an integer); linear,
+        bilinear (the same per axis) and bicubic: half-pixel or align_corners coordinates.
+        Known disagreement, not in the samples: when floor(N·s) = N for s > 1 (s = 1.25,
+        N = 3), torch's nearest and linear kernels copy that axis unchanged, and
+        onnxruntime copies when every axis keeps its size; this follows the formula (as the
+        ONNX reference evaluator does).
+        """
+        (x,) = inputs
+        scales = self._scales(TensorType(shape=x.shape[1:]))
+        y = x
+        for axis, scale in enumerate(scales, start=2):
+            if self.mode == "nearest":
+                n_in = x.shape[axis]
+                src = np.floor(np.arange(math.floor(n_in * scale)) / scale).astype(int)
+                y = np.take(y, np.minimum(src, n_in - 1), axis=axis)
+            else:
+                weights = _resize_weights(x.shape[axis], scale, self.mode, self.align_corners)
+                y = np.moveaxis(np.tensordot(weights, y, axes=(1, axis)), 0, axis)
+        return y
+
     def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
                 params: dict[str, np.ndarray]) -> str:
         """ONNX Resize with `scales` on the spatial axes (output floor(N·s), and source
         coordinates from s itself, as torch with scale_factor). nearest: `asymmetric` +
         `floor` (src = floor(dst / s)); linear and cubic: `half_pixel`, or `align_corners`;
         cubic with a = -0.75 as torch."""
-        import numpy as np
-
         (x,) = types
         scales = g.constant(np.array(self._scales(x), np.float32))
         axes = list(range(2, x.rank + 1))
@@ -416,6 +596,16 @@ class Concat(Op):
     kind: ClassVar[str] = "concat"
     family: ClassVar[str] = "shape"
     arity: ClassVar[int | None] = None
+    samples = (
+        sample({}, (2, 4, 4), (3, 4, 4)),
+        sample({"axis": -1}, (2, 4, 3), (2, 4, 5), (2, 4, 1), note="three inputs, last axis"),
+        sample({"axis": 1}, (5, 3), (5, 2)),
+    )
+    bad_samples = (
+        BadSample(call="concat(x0, x1)", inputs=((3, 8, 8), (2, 4, 4)),
+                  code=codes.CONCAT_MISMATCH),
+        BadSample(call="concat(x0, x1)", inputs=((3, 8, 8), (2, 8)), code=codes.CONCAT_MISMATCH),
+    )
 
     axis: int = 0
 
@@ -451,6 +641,12 @@ class Concat(Op):
     def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
         return TorchCall("Concat", {"dim": _axis(self.axis, inputs[0].rank, self.kind, "axis") + 1})
 
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        rank = inputs[0].ndim - 1  # without the batch axis
+        axis = self.axis + rank if self.axis < 0 else self.axis
+        return np.concatenate(inputs, axis=axis + 1)
+
     def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
                 params: dict[str, np.ndarray]) -> str:
         return g.node("Concat", inputs, axis=_axis(self.axis, types[0].rank, self.kind, "axis") + 1)
@@ -482,6 +678,15 @@ class Add(Op):
     kind: ClassVar[str] = "add"
     family: ClassVar[str] = "shape"
     arity: ClassVar[int | None] = None
+    samples = (
+        sample({}, (3, 4, 4), (3, 4, 4)),
+        sample({}, (5,), (5,), (5,), note="three operands: a chain of two ONNX Adds"),
+    )
+    bad_samples = (
+        BadSample(call="x0 + x1", inputs=((3, 8, 8), (3, 4, 4)), code=codes.ADD_MISMATCH),
+        BadSample(call="add(x0, x1, x2)", inputs=((3, 8, 8), (3, 8, 8), (4, 8, 8)),
+                  code=codes.ADD_MISMATCH),
+    )
 
     def infer(self, inputs: Sequence[TensorType]) -> TensorType:
         x0 = inputs[0]
@@ -498,6 +703,14 @@ class Add(Op):
 
     def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
         return TorchCall("Add", {})
+
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        """x_0 + x_1 + ... + x_n, summed left to right."""
+        out = inputs[0]
+        for x in inputs[1:]:
+            out = out + x
+        return out
 
     def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
                 params: dict[str, np.ndarray]) -> str:
@@ -552,6 +765,7 @@ class Identity(Op):
 
     kind: ClassVar[str] = "identity"
     family: ClassVar[str] = "shape"
+    samples = (sample({}, (3, 4)),)  # no misuse of its own: any input is accepted
 
     def infer(self, inputs: Sequence[TensorType]) -> TensorType:
         (x,) = inputs
@@ -559,6 +773,10 @@ class Identity(Op):
 
     def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
         return TorchCall("nn.Identity", {})
+
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        return inputs[0]
 
     def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
                 params: dict[str, np.ndarray]) -> str:
