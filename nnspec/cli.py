@@ -485,6 +485,102 @@ def train(
     _log(f"run directory: {result.directory}")
 
 
+_CHECK_NAMES = ("structure", "gradient", "equivalence", "overfit", "init")
+
+
+@app.command()
+def verify(
+    file: Annotated[Path | None, typer.Argument(help="the spec file (.nn)", metavar="[FILE]")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="the model to verify")] = None,
+    recipe: Annotated[str | None, typer.Option(
+        "--recipe", "-r", help="the recipe giving data, loss and optimizer")] = None,
+    weights: Annotated[str | None, typer.Option(
+        "--weights", "-w", help="a run directory or .safetensors file (default: initialisation)")] = None,
+    checks: Annotated[str | None, typer.Option(
+        "--checks", help=f"comma-separated, from {', '.join(_CHECK_NAMES)} (default: all)")] = None,
+    gradient_mode: Annotated[str, typer.Option(
+        "--gradient-mode", help="auto, full (Jacobian) or directional")] = "auto",
+    directions: Annotated[int, typer.Option("--directions", min=1, help="random directions per tensor")] = 2,
+    overfit_steps: Annotated[int, typer.Option("--overfit-steps", min=1, help="step budget")] = 500,
+    seed: Annotated[int, typer.Option("--seed", help="seed of inputs and directions")] = 0,
+    ops: Annotated[bool, typer.Option("--ops", help="sweep every op of the registry")] = False,
+    kind: Annotated[list[str], typer.Option("--kind", help="with --ops: only this op (repeatable)")] = [],  # noqa: B006
+    analytic: Annotated[bool, typer.Option(
+        "--analytic", help="the course's gradient formulas against autograd")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="the report as JSON")] = False,
+) -> None:
+    """Prove a compiled model right: gradients, shapes, three backends, overfitting, init.
+
+    With FILE: the checks of one model. With --ops: every op x its samples against its numpy
+    reference, finite differences and onnxruntime. With --analytic: the course's formulas.
+    Exit 1 when a check fails (warnings do not fail)."""
+    from nnspec.runtime.checkpoint import CheckpointError
+    from nnspec.runtime.data import DataError
+    from nnspec.verify.render import render_report
+    from nnspec.verify.results import Report
+
+    if file is None and not ops and not analytic:
+        err.print("error: give a spec FILE, --ops or --analytic", markup=False)
+        raise typer.Exit(2)
+    chosen = [c.strip() for c in checks.split(",") if c.strip()] if checks else None
+    for name in chosen or []:
+        if name not in _CHECK_NAMES:
+            hint = did_you_mean(name, list(_CHECK_NAMES))
+            err.print(f"error: unknown check `{name}`; the checks are {', '.join(_CHECK_NAMES)}"
+                      + (f"\n  = help: {hint}" if hint else ""), markup=False)
+            raise typer.Exit(2)
+    if gradient_mode not in ("auto", "full", "directional"):
+        err.print(f"error: --gradient-mode must be auto, full or directional, got "
+                  f"{gradient_mode!r}", markup=False)
+        raise typer.Exit(2)
+    if kind and not ops:
+        err.print("error: --kind selects ops of the --ops sweep; add --ops", markup=False)
+        raise typer.Exit(2)
+    reports: list[tuple[str, Report]] = []
+    if ops:
+        from nnspec.spec.ops import REGISTRY
+        from nnspec.verify.sweep import sweep
+
+        unknown = [k for k in kind if k not in REGISTRY]
+        if unknown:
+            hint = did_you_mean(unknown[0], sorted(REGISTRY))
+            err.print(f"error: no op `{unknown[0]}`" + (f"\n  = help: {hint}" if hint else ""),
+                      markup=False)
+            raise typer.Exit(2)
+        kinds = {REGISTRY[k].kind for k in kind} or None
+        reports.append(("op registry sweep", Report("ops", sweep(kinds, seed=seed))))
+    if analytic:
+        from nnspec.verify.analytic import check_analytic
+
+        reports.append(("the course's gradient formulas", Report("analytic", check_analytic(seed=seed))))
+    if file is not None:
+        from nnspec.verify.run import verify_file
+
+        try:
+            report = verify_file(file, model=model, recipe=recipe, weights=weights, checks=chosen,
+                                 gradient_mode=gradient_mode, directions=directions,
+                                 overfit_steps=overfit_steps, seed=seed,
+                                 log=(lambda line: err.print(line, markup=False)) if not as_json
+                                 else (lambda _line: None))
+        except DiagnosticError as exc:
+            _print_diagnostics(list(exc.diagnostics), exc.sources)
+            raise typer.Exit(1) from None
+        except DataError as exc:
+            err.print(exc.render(), markup=False)
+            raise typer.Exit(1) from None
+        except CheckpointError as exc:
+            _error(exc.message, exc.help)
+        reports.append((f"verify {file} ({report.subject})", report))
+    if as_json:
+        payload = [json.loads(r.to_json()) for _, r in reports]
+        _print_json(payload[0] if len(payload) == 1 else payload)
+    else:
+        for title, report in reports:
+            render_report(report, out, title=title)
+    if not all(r.ok for _, r in reports):
+        raise typer.Exit(1)
+
+
 def _log(line: str) -> None:
     out.print(line, markup=False)
 

@@ -11,7 +11,7 @@ from .tolerances import Tolerance
 
 @dataclass(frozen=True)
 class Comparison:
-    """``actual`` vs ``expected`` under ``tol``: the worst element by excess over its bound.
+    """``actual`` vs ``expected`` under ``tol``: the worst element, by |Δ| over its bound.
 
     ``index`` is that element's position, ``actual_value``/``expected_value`` both values
     there, ``error`` its absolute difference and ``relative`` that over |expected|.
@@ -46,12 +46,15 @@ def compare(actual, expected, tol: Tolerance) -> Comparison:
     diff = np.abs(a - e)
     bound = tol.atol + tol.rtol * np.abs(e)
     finite = np.isfinite(a) & np.isfinite(e)
-    # a non-finite value on either side is a failure unless both agree exactly (inf == inf)
-    excess = np.where(finite, diff - bound, np.where(a == e, -np.inf, np.inf))
-    flat = int(np.argmax(excess))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(bound > 0, diff / np.where(bound > 0, bound, 1.0),
+                         np.where(diff > 0, np.inf, 0.0))
+    # a non-finite value on either side fails unless both agree exactly (inf == inf)
+    ratio = np.where(finite, ratio, np.where(a == e, 0.0, np.inf))
+    flat = int(np.argmax(ratio))  # the element nearest to (or furthest past) its bound
     index = tuple(int(i) for i in np.unravel_index(flat, a.shape))
     err = float(diff.flat[flat]) if finite.flat[flat] else float("inf")
     rel = err / abs(float(e.flat[flat])) if e.flat[flat] != 0 else (0.0 if err == 0 else float("inf"))
     max_error = float(np.max(np.where(finite, diff, np.where(a == e, 0.0, np.inf))))
-    return Comparison(bool(excess.flat[flat] <= 0), index, float(a.flat[flat]),
+    return Comparison(bool(ratio.flat[flat] <= 1), index, float(a.flat[flat]),
                       float(e.flat[flat]), err, rel, max_error)

@@ -65,7 +65,7 @@ def conv_reference(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
     windows = windows.reshape(batch, groups, channels // groups, *windows.shape[2:])
     w = weight.reshape(groups, weight.shape[0] // groups, *weight.shape[1:])
     o, k = "hw"[:n], "uv"[:n]
-    out = np.einsum(f"bgc{o}{k},gmc{k}->bgm{o}", windows, w)
+    out = np.einsum(f"bgc{o}{k},gmc{k}->bgm{o}", windows, w, optimize=True)  # BLAS
     out = out.reshape(batch, weight.shape[0], *out.shape[3:])
     if bias is not None:
         out = out + bias.reshape(-1, *(1,) * n)
