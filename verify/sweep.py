@@ -153,13 +153,24 @@ class SampleRun:
             return self.results
         perturb(module, self.seed)
         arrays = sample_inputs(op, types, self.seed)
-        self._structure(op, module, types)
-        expected = self._shape(module, arrays, out)
-        self._reference(op, module, arrays)
-        self._gradient(module, arrays, types)
-        self._onnx(op, module, arrays, types, expected)
+        self._guarded("params", self._structure, op, module, types)
+        expected = self._guarded("shape", self._shape, module, arrays, out)
+        self._guarded("reference", self._reference, op, module, arrays)
+        self._guarded("gradient", self._gradient, module, arrays, types)
+        if expected is not None:
+            self._guarded("onnx", self._onnx, op, module, arrays, types, expected)
+        else:
+            self.result("onnx", False, "not compared: the torch module did not run")
         del torch
         return self.results
+
+    def _guarded(self, check: str, run, *args):
+        """Run one check; a lowering that raises fails that check, not the whole sweep."""
+        try:
+            return run(*args)
+        except Exception as exc:
+            self.result(check, False, f"raised {type(exc).__name__}: {exc}")
+            return None
 
     # -- the checks -----------------------------------------------------------------------
     def _structure(self, op: Op, module: Any, types: list[TensorType]) -> None:
