@@ -348,8 +348,8 @@ class ModelVerifier:
             return self.recipe.loss, data.y
         gen = torch.Generator().manual_seed(self.options.seed + 3)
         last = next((n for n in self.graph.nodes if n.name == self.graph.outputs[0].value), None)
-        if out.dim() == 2 and out.shape[1] >= 2:
-            labels = torch.randint(0, out.shape[1], (out.shape[0],), generator=gen)
+        if out.dim() in (2, 4) and out.shape[1] >= 2:  # class scores, or per pixel [N, C, H, W]
+            labels = torch.randint(0, out.shape[1], (out.shape[0], *out.shape[2:]), generator=gen)
             if last is not None and last.op == "log_softmax":
                 return "nll", labels
             if last is None or last.op != "softmax":
