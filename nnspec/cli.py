@@ -454,6 +454,9 @@ def train(
     amp: Annotated[bool, typer.Option("--amp", help="mixed precision (bf16, or fp16 with a grad scaler)")] = False,
     compile_: Annotated[bool, typer.Option("--compile", help="wrap the module with torch.compile")] = False,
     resume: Annotated[Path | None, typer.Option("--resume", help="continue the run in this directory")] = None,
+    nproc: Annotated[int | None, typer.Option(
+        "--nproc", help="train N processes with DistributedDataParallel (gloo on CPU, NCCL: a GPU "
+        "each); the recipe's batch is the global batch")] = None,
 ) -> None:
     """Train a spec's model by its recipe; write a run directory with weights and reports."""
     from nnspec.runtime.checkpoint import CheckpointError
@@ -464,10 +467,13 @@ def train(
     if device not in (None, "auto", "cpu", "cuda"):
         err.print(f"error: --device must be auto, cpu or cuda, got {device!r}", markup=False)
         raise typer.Exit(2)
+    if nproc is not None and nproc < 1:
+        err.print(f"error: --nproc must be at least 1, got {nproc}", markup=False)
+        raise typer.Exit(2)
     try:
         result = run(file, recipe, data=data, epochs=epochs, out=out, device=device, amp=amp,
                      compile=compile_, resume=resume, progress=out_is_terminal(),
-                     log=_log)
+                     log=_log, nproc=nproc)
     except DiagnosticError as exc:
         _print_diagnostics(list(exc.diagnostics), exc.sources)
         raise typer.Exit(1) from None
@@ -479,6 +485,8 @@ def train(
         if exc.help:
             err.print(f"  = help: {exc.help}", markup=False)
         raise typer.Exit(1) from None
+    if result.extra.get("rank", 0) != 0:
+        return  # under torchrun rank 0 reports
     if result.test:
         shown = ", ".join(f"{k.removeprefix('test_')} {v:.4f}" for k, v in result.test.items())
         _log(f"test: {shown}")

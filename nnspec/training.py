@@ -46,12 +46,19 @@ def train(
     progress: bool = True,
     stop_after: int | None = None,
     log: Callable[[str], None] = print,
+    nproc: int | None = None,
 ) -> Run:
     """Train the model of ``spec`` by its recipe ``recipe`` (the file's only one by default).
 
     Returns the :class:`Run`: its directory, the trained module, the per-epoch history and
     the test metrics. ``stop_after=k`` ends this call after epoch k; ``resume=RUN_DIR``
     continues such a run to the same final weights as an uninterrupted one.
+
+    ``nproc=N`` trains N processes with DistributedDataParallel (gloo on the CPU, NCCL with
+    one GPU per process); the recipe's batch is the global batch, split across them. Run in
+    processes started by torchrun, every process calls ``train`` and joins the group. The
+    returned Run carries rank 0's results (``run.module`` on the CPU for ``nproc``) and,
+    in ``run.extra``, ``world_size``, ``ranks_equal`` and each rank's parameter checksum.
     """
     from nnspec.api import load_recipe
     from nnspec.runtime.run import run_training
@@ -64,5 +71,5 @@ def train(
         model.loaded, model.graph, chosen, base_dir=spec_path.parent,
         out=Path(out) if out is not None else None, resume=Path(resume) if resume else None,
         device=device, amp=amp, compile=compile, dataset=dataset, progress=progress,
-        stop_after=stop_after, log=log,
+        stop_after=stop_after, log=log, nproc=nproc,
     )

@@ -1,7 +1,8 @@
 """Data sources, splits and normalisation for the training runtime (numpy in, numpy out).
 
 Every source returns a :class:`Dataset`: ``x`` float32 ``[N, *sample_shape]`` and ``y``
-(int64 class labels, or float32 regression targets). Anything wrong with the data (a missing
+(int64 class labels [N], or [N, H, W] with a label per pixel for segmentation, or float32
+regression targets). Anything wrong with the data (a missing
 or corrupt file, a bad cell, a wrong magic number, labels out of range, samples of the wrong
 shape) is a :class:`DataError` with a location and, where one is known, a fix.
 """
@@ -22,6 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from nnspec.spec.recipe_tables import SHAPE_CLASSES
 from nnspec.spec.suggest import did_you_mean
 
 Task = Literal["classification", "regression"]
@@ -89,10 +91,11 @@ def _shape(shape: Sequence[int]) -> str:
 
 # ---------------------------------------------------------------------------- built-in sets
 
-BUILTINS = ("digits", "iris", "breast_cancer", "diabetes", "wine", "fashion_mnist")
+BUILTINS = ("digits", "iris", "breast_cancer", "diabetes", "wine", "fashion_mnist", "shapes")
 _OPTIONS: dict[str, tuple[str, ...]] = {
     "digits": ("as_image", "resize", "sequence"),
     "fashion_mnist": ("part", "resize"),
+    "shapes": ("n", "size", "max_shapes", "noise", "seed"),
 }
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
@@ -140,8 +143,9 @@ def _positive_int(name: str, key: str, value: Any) -> int:
 
 
 def load_builtin(name: str, **options: Any) -> Dataset:
-    """A set shipped with scikit-learn (digits, iris, breast_cancer, diabetes, wine), or
-    Fashion-MNIST from Debian's ``dataset-fashion-mnist`` (``part="train"`` or ``"test"``).
+    """A set shipped with scikit-learn (digits, iris, breast_cancer, diabetes, wine),
+    Fashion-MNIST from Debian's ``dataset-fashion-mnist`` (``part="train"`` or ``"test"``),
+    or the generated segmentation set ``shapes`` (see :func:`make_shapes`).
 
     digits: 64 features 0..16 by default; ``as_image=True`` gives ``[1, 8, 8]`` in [0, 1]
     (pixel / 16), ``resize=n`` resizes those images to ``[1, n, n]`` (bilinear),
@@ -153,6 +157,8 @@ def load_builtin(name: str, **options: Any) -> Dataset:
     _check_options(name, options)
     if name == "fashion_mnist":
         return _fashion_mnist(**options)
+    if name == "shapes":
+        return make_shapes(**options)
     data, target, classes = _sklearn(name)
     x = np.array(data, dtype=np.float32)  # copies: the cached arrays stay untouched
     if name == "diabetes":
@@ -196,6 +202,94 @@ def _fashion_mnist(part: str = "train", resize: int | None = None) -> Dataset:
     if resize is not None:
         x = resize_bilinear(x, _positive_int("fashion_mnist", "resize", resize))
     return Dataset(x, data.y, "classification", FASHION_MNIST_CLASSES, "fashion_mnist")
+
+
+# limits of `shapes(...)`, as the recipe's Signature in spec/recipe_tables.py gives them
+SHAPES_LIMITS = {"n": (1, 100_000), "size": (16, 512), "max_shapes": (1, 8)}
+SHAPES_MAX_PIXELS = 2**27  # x float32 + y int64 = 12 bytes a pixel: 1.5 GiB at most
+
+
+def make_shapes(n: int = 512, size: int = 32, max_shapes: int = 3, noise: float = 0.1,
+                seed: int = 0) -> Dataset:
+    """A generated segmentation set: ``n`` grey images ``[1, size, size]`` holding 1 to
+    ``max_shapes`` filled shapes on Gaussian noise, and per-pixel labels ``[size, size]``
+    (int64: 0 background, 1 disc, 2 square, 3 triangle). The same arguments always give
+    the same data (numpy's PCG64 seeded with ``seed``).
+
+    Each shape has a class drawn uniformly from the three, a radius r ~ U[size/8, size/4], a
+    centre (cx, cy) ~ U[r, size - r]² (so it lies inside the image) and a brightness
+    b ~ U[0.5, 1]. With pixel centres (x, y) = (j + 1/2, i + 1/2), a pixel belongs to
+
+        disc:     (x - cx)² + (y - cy)² <= r²
+        square:   |x - cx| <= r and |y - cy| <= r          (axis-aligned, side 2r)
+        triangle: inside the upright equilateral triangle inscribed in the disc, vertices
+                  at angles 90°, 210° and 330° (apex up)
+
+    Shapes are painted in order, a later one covering an earlier one (image and labels
+    alike, so the labels say what is visible). Then x = image + ε, ε ~ N(0, noise²) per
+    pixel: background pixels are pure noise around 0, shapes noisy around their b.
+    """
+    name = "shapes"
+    for key, value in (("n", n), ("size", size), ("max_shapes", max_shapes)):
+        low, high = SHAPES_LIMITS[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise DataError(f"{key} must be an integer in [{low}, {high}], got {value!r}", name)
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise <= 1:
+        raise DataError(f"noise must be a number in [0, 1], got {noise!r}", name)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise DataError(f"seed must be an integer >= 0, got {seed!r}", name)
+    if n * size * size > SHAPES_MAX_PIXELS:
+        raise DataError(f"shapes(n={n}, size={size}) would hold {n * size * size:,} pixels, more "
+                        f"than {SHAPES_MAX_PIXELS:,}", name,
+                        f"use n <= {SHAPES_MAX_PIXELS // (size * size):,} at size {size}")
+    rng = np.random.default_rng(seed)
+    # the shapes' numbers are drawn up front, in one order, then the noise: the data does
+    # not depend on the order or the chunking of the painting below
+    k = max_shapes
+    count = rng.integers(1, k + 1, n)
+    kind = rng.integers(1, len(SHAPE_CLASSES), (n, k))
+    radius = rng.uniform(size / 8, size / 4, (n, k))
+    cx = radius + rng.random((n, k)) * (size - 2 * radius)
+    cy = radius + rng.random((n, k)) * (size - 2 * radius)
+    brightness = rng.uniform(0.5, 1.0, (n, k))
+    image = np.zeros((n, size, size), np.float32)
+    y = np.zeros((n, size, size), np.int64)
+    centres = np.arange(size) + 0.5
+    for slot in range(k):
+        for label, inside in ((1, _disc), (2, _square), (3, _upright_triangle)):
+            painted = np.flatnonzero((kind[:, slot] == label) & (slot < count))
+            for start in range(0, len(painted), 256):  # masks of a few MB at a time
+                i = painted[start:start + 256]
+                # [b, 1, 1] parameters against [size] pixel centres: masks [b, size, size]
+                r = radius[i, slot, None, None]
+                mask = inside(centres[None, None, :] - cx[i, slot, None, None],
+                              centres[None, :, None] - cy[i, slot, None, None], r)
+                shade = brightness[i, slot, None, None].astype(np.float32)
+                image[i] = np.where(mask, shade, image[i])
+                y[i] = np.where(mask, label, y[i])
+    x = image[:, None] + rng.standard_normal((n, 1, size, size), dtype=np.float32) \
+        * np.float32(noise)
+    return Dataset(x, y, "classification", SHAPE_CLASSES, name)
+
+
+def _disc(dx: np.ndarray, dy: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Inside the disc of radius r: dx² + dy² <= r²."""
+    return dx**2 + dy**2 <= r**2
+
+
+def _square(dx: np.ndarray, dy: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Inside the axis-aligned square of side 2r: max(|dx|, |dy|) <= r."""
+    return (np.abs(dx) <= r) & (np.abs(dy) <= r)
+
+
+def _upright_triangle(dx: np.ndarray, dy: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Inside the equilateral triangle inscribed in the circle of radius r, apex up.
+
+    Image rows grow downwards, so "up" is dy < 0: the apex is (0, -r), the base corners
+    (±r·√3/2, r/2). Inside means on the centre's side of each edge: dy <= r/2 (the base)
+    and √3·|dx| - dy <= r (the two slanted edges through the apex).
+    """
+    return (dy <= r / 2) & (math.sqrt(3) * np.abs(dx) - dy <= r)
 
 
 # ------------------------------------------------------------------------------ user files
@@ -665,19 +759,39 @@ class Normalizer:
 # -------------------------------------------------------------------------------- checks
 
 def check_labels(y: np.ndarray, num_classes: int, location: str | None = None) -> None:
-    """Class labels must be integers in [0, num_classes); names the first bad sample."""
+    """Class labels must be integers in [0, num_classes), one per sample [N] or one per
+    pixel [N, H, W] (segmentation); names the first bad sample (and pixel)."""
     y = np.asarray(y)
-    if y.ndim != 1 or y.dtype.kind not in "iu":
-        raise DataError(f"class labels must be integers of shape [N], got {y.dtype} "
-                        f"{_shape(y.shape)}", location)
+    if y.ndim not in (1, 3) or y.dtype.kind not in "iu":
+        raise DataError(f"class labels must be integers of shape [N] (or [N, H, W] per pixel), "
+                        f"got {y.dtype} {_shape(y.shape)}", location)
     bad = np.flatnonzero((y < 0) | (y >= num_classes))
     if len(bad):
-        first = int(bad[0])
+        where = np.unravel_index(int(bad[0]), y.shape)
+        first = int(where[0])
+        pixel = f" at pixel ({int(where[1])}, {int(where[2])})" if y.ndim == 3 else ""
         more = f" ({len(bad)} bad labels in all)" if len(bad) > 1 else ""
-        raise DataError(f"label {int(y[first])} of sample {first} is outside [0, {num_classes})"
-                        f"{more}", location,
+        raise DataError(f"label {int(y[where])}{pixel} of sample {first} is outside "
+                        f"[0, {num_classes}){more}", location,
                         f"the model has {num_classes} outputs; labels seen span "
                         f"{int(y.min())}..{int(y.max())}")
+
+
+def check_label_shape(y: np.ndarray, output_shape: Sequence[int],
+                      location: str | None = None) -> None:
+    """Labels per sample [N] go with class scores [C] (or one value [1]); labels per pixel
+    [N, H, W] with score maps [C, H, W] (or [1, H, W]) of the same height and width."""
+    per_sample, out = tuple(int(d) for d in np.shape(y)[1:]), tuple(int(d) for d in output_shape)
+    if per_sample == out[1:]:
+        return
+    if per_sample:
+        raise DataError(f"the data has a label per pixel, {_shape(per_sample)} per sample, but "
+                        f"the model outputs {_shape(out)}", location,
+                        f"end the model with a per-pixel map [classes, {per_sample[0]}, "
+                        f"{per_sample[1]}] (e.g. a 1×1 conv), as examples/unet.nn does")
+    raise DataError(f"the data has one label per sample, but the model outputs {_shape(out)}",
+                    location, "end the model with class scores [classes] "
+                    "(e.g. `global_avgpool -> flatten -> linear(classes)`)")
 
 
 def check_sample_shape(dataset: Dataset, expected: Sequence[int],

@@ -6,13 +6,13 @@ per-pixel classification), float32 regression targets [B] or [B, k].
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
 
 
 def _like(target: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
@@ -40,7 +40,8 @@ def bce_logits(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def cross_entropy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """CE = -mean log softmax(z)_y, with the max subtracted inside the softmax for stability."""
+    """CE = -mean log softmax(z)_y, with the max subtracted inside the softmax for stability;
+    per pixel for scores [B, C, H, W] and labels [B, H, W] (the mean over B·H·W pixels)."""
     return F.cross_entropy(output, target.long())
 
 
@@ -61,18 +62,36 @@ LOSSES: dict[str, Loss] = {
 
 
 def predictions(output: torch.Tensor, loss: str) -> torch.Tensor:
-    """Class predictions from a model output, as the loss reads it."""
-    if loss == "bce":
-        return (output.reshape(output.shape[0], -1)[:, 0] >= 0.5).long()
-    if loss == "bce_logits":
-        return (output.reshape(output.shape[0], -1)[:, 0] >= 0.0).long()
+    """Class predictions from a model output, as the loss reads it: [B] from [B, C] (or
+    [B, 1] for bce), [B, H, W] from per-pixel scores [B, C, H, W] (or [B, 1, H, W])."""
+    if loss in ("bce", "bce_logits"):
+        threshold = 0.5 if loss == "bce" else 0.0  # p >= 1/2, i.e. the logit z >= 0
+        # per pixel: the one channel; per sample: the first (only) value
+        score = output[:, 0] if output.dim() > 2 else output.reshape(output.shape[0], -1)[:, 0]
+        return (score >= threshold).long()
     return output.argmax(dim=1)
+
+
+def num_classes(output: torch.Tensor, loss: str) -> int:
+    """Classes a classification output tells apart: 2 for bce, else the score axis C."""
+    return 2 if loss in ("bce", "bce_logits") else int(output.shape[1])
+
+
+IOU_COUNTS = ("predicted", "true", "intersection")  # the rows of MetricSums' iou table
 
 
 class MetricSums:
     """Running sums over batches, so an epoch's metric is exact whatever the batch sizes.
 
     The sums stay tensors on the model's device until ``result``: no host sync per batch.
+    ``iou`` keeps three per-class counts over every predicted element (a sample, or a pixel
+    of a segmentation): predicted P_c, true T_c and both I_c = |P_c ∩ T_c|. The class's
+    union is U_c = P_c + T_c - I_c, and the mean intersection-over-union is
+
+        mIoU = (1 / |K|) Σ_{c ∈ K} I_c / U_c,   K = {c : U_c > 0}
+
+    over the classes present (predicted or true) in the whole epoch, not a mean of
+    per-batch means.
     """
 
     def __init__(self, loss: str, metrics: tuple[str, ...]):
@@ -84,6 +103,7 @@ class MetricSums:
         self.count = 0
         self.elements = 0
         self.sums: dict[str, torch.Tensor] = {}
+        self._table: torch.Tensor | None = None  # iou's per-class counts [3, C]
 
     def _add(self, key: str, value: torch.Tensor, alpha: float = 1.0) -> None:
         total = self.sums.get(key)
@@ -96,15 +116,48 @@ class MetricSums:
         n = out.shape[0]
         self.count += n
         self._add("loss", loss.detach(), alpha=n)
+        classify = "accuracy" in self.metrics or "iou" in self.metrics
+        predicted = predictions(out, self.loss_name) if classify else out
         if "accuracy" in self.metrics:
-            predicted = predictions(out, self.loss_name)
             self._add("correct", (predicted == target.view(predicted.shape)).sum())
             self.elements += predicted.numel()
+        if "iou" in self.metrics:
+            self._count_classes(predicted.reshape(-1), target.reshape(-1).long(),
+                                num_classes(out, self.loss_name))
         if "mae" in self.metrics or "mse" in self.metrics:
             diff = out.float() - _like(target, out).float()
             self._add("abs_error", diff.abs().sum())
             self._add("sq_error", diff.square().sum())
             self.elements += diff.numel() if "accuracy" not in self.metrics else 0
+
+    def _count_classes(self, predicted: torch.Tensor, truth: torch.Tensor, classes: int) -> None:
+        """Add P_c, T_c and I_c of one batch: three bincounts and one in-place add.
+
+        The counts live in one [3, C] float64 table (exact up to 2^53); ``sums`` holds 0-dim
+        views of its entries (``iou_true_2``...), so whatever treats ``sums`` as scalar running
+        totals (the all-reduce over DDP ranks) sees every count.
+        """
+        if self._table is None:
+            self._table = torch.zeros((3, classes), dtype=torch.float64, device=predicted.device)
+            for row, kind in enumerate(IOU_COUNTS):
+                for c in range(classes):
+                    self.sums[f"iou_{kind}_{c}"] = self._table[row, c]
+        batch = torch.stack([torch.bincount(v, minlength=classes)[:classes]
+                             for v in (predicted, truth, truth[predicted == truth])])
+        self._table.add_(batch)
+
+    def iou(self) -> tuple[float, ...]:
+        """Per class c: I_c / U_c with U_c = P_c + T_c - I_c; NaN where U_c = 0 (a class
+        neither predicted nor true); () before any batch."""
+        classes = sum(1 for key in self.sums if key.startswith("iou_true_"))
+        if classes == 0:
+            return ()
+        table = torch.stack([self.sums[f"iou_{kind}_{c}"].reshape(()).to("cpu", torch.float64)
+                             for kind in IOU_COUNTS for c in range(classes)]).reshape(3, classes)
+        predicted, true, inter = table
+        union = predicted + true - inter
+        return tuple(float(i / u) if u > 0 else math.nan
+                     for i, u in zip(inter.tolist(), union.tolist()))
 
     def mean_loss(self) -> float:
         return float(self.sums["loss"]) / max(self.count, 1) if "loss" in self.sums else float("nan")
@@ -115,4 +168,7 @@ class MetricSums:
         for metric, key in (("accuracy", "correct"), ("mae", "abs_error"), ("mse", "sq_error")):
             if metric in self.metrics:
                 out[f"{prefix}{metric}"] = float(self.sums.get(key, torch.zeros(()))) / denominator
+        if "iou" in self.metrics:
+            present = [v for v in self.iou() if not math.isnan(v)]
+            out[f"{prefix}iou"] = sum(present) / len(present) if present else math.nan
         return out

@@ -39,8 +39,10 @@ def make_optimizer(
 
 def penalised_weights(module: nn.Module) -> list[nn.Parameter]:
     """Weights the L1/L2 penalties and max-norm apply to: matrices and kernels, not biases
-    or normalisation scales (course: regularise W, not b)."""
-    return [p for name, p in module.named_parameters() if name.endswith("weight") and p.dim() >= 2]
+    or normalisation scales (course: regularise W, not b), and trainable ones only: a frozen
+    weight must come out of training bit-identical, which max-norm's rescaling would break."""
+    return [p for name, p in module.named_parameters()
+            if name.endswith("weight") and p.dim() >= 2 and p.requires_grad]
 
 
 def penalty(weights: list[nn.Parameter], l1: float, l2: float) -> torch.Tensor | None:

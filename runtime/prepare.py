@@ -17,6 +17,7 @@ from .data import (
     DataError,
     Dataset,
     Normalizer,
+    check_label_shape,
     check_labels,
     check_sample_shape,
     load_data,
@@ -64,6 +65,8 @@ def prepare(recipe: Recipe, graph: Graph, dataset: Dataset) -> PreparedData:
     if classify and recipe.target == "labels":
         classes = graph.outputs[0].type.shape[0] if recipe.loss not in ("bce", "bce_logits") else 2
         check_labels(dataset.y, classes, location=recipe.data.kind)
+        # named by the data itself: with `--data` it is not the recipe's data line
+        check_label_shape(dataset.y, graph.outputs[0].type.shape, location=dataset.name)
     labels = dataset.y if classify and recipe.target == "labels" and dataset.y.ndim == 1 else None
     fractions = tuple(f for f in recipe.split)
     train_idx, val_idx, test_idx = split_indices(

@@ -85,19 +85,45 @@ def confusion_matrix(predicted: np.ndarray, target: np.ndarray, classes: int) ->
     return matrix
 
 
+def mean_squared_error(output: Any, target: Any) -> float:
+    """MSE = mean over every element of (ŷ - y)², in float64 (tensors or arrays alike)."""
+    out = np.asarray(output, dtype=np.float64)
+    return float(np.mean((out - np.asarray(target, dtype=np.float64).reshape(out.shape)) ** 2))
+
+
+def iou_per_class(confusion: np.ndarray) -> np.ndarray:
+    """IoU_c = M_cc / (Σ_j M_cj + Σ_i M_ic - M_cc) from a confusion matrix M (rows: true,
+    columns: predicted), i.e. |P_c ∩ T_c| / |P_c ∪ T_c|; NaN where the union is empty."""
+    inter = np.diag(confusion).astype(np.float64)
+    union = confusion.sum(axis=0) + confusion.sum(axis=1) - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, inter / np.maximum(union, 1), np.nan)
+
+
 def write_summary(
     path: Path, *, model: str, recipe: str, epochs_run: int, best_epoch: int | None,
     test: Mapping[str, float], history: Sequence[Mapping[str, float]], task: str,
     confusion: np.ndarray | None, class_names: Sequence[str] | None, extra: Mapping[str, Any],
+    reconstruction: float | None = None,
 ) -> None:
+    """``reconstruction``: the test mean squared error of a `target input` run (mean over
+    every element of (x̂ - x)²), reported whatever the loss and metrics were."""
     lines = [f"# {model}" + (f", recipe {recipe}" if recipe != model else ""), ""]
     lines.append(f"Epochs run: {epochs_run}" + (f"; best epoch: {best_epoch}" if best_epoch else ""))
     for key, value in extra.items():
         lines.append(f"{key}: {value}")
     lines += ["", "## Test set", "", "| metric | value |", "| --- | --- |"]
     lines += [f"| {k.removeprefix('test_')} | {v:.4f} |" for k, v in test.items()]
+    if reconstruction is not None:
+        # 6 significant digits: the table's 4 decimals would round a small error to 0.0000
+        lines += ["", f"reconstruction error (mse): {reconstruction:.6g}"]
+    names = list(class_names or [str(i) for i in range(len(confusion))]) \
+        if confusion is not None else []
+    if confusion is not None and "test_iou" in test:
+        lines += ["", "## IoU per class", "", "| class | IoU |", "| --- | --- |"]
+        for name, value in zip(names, iou_per_class(confusion), strict=True):
+            lines.append(f"| {name} | {'absent' if np.isnan(value) else f'{value:.4f}'} |")
     if confusion is not None:
-        names = list(class_names or [str(i) for i in range(len(confusion))])
         lines += ["", "## Confusion matrix (rows: true class, columns: predicted)", ""]
         lines.append("| | " + " | ".join(names) + " |")
         lines.append("| --- " * (len(names) + 1) + "|")

@@ -4,6 +4,9 @@ Determinism: the shuffle order and the augmentation of epoch e depend only on (s
 the global RNG state (dropout) is saved with every checkpoint; learning rates are a pure
 function of the epoch. A run stopped after epoch k and resumed therefore ends with the
 same weights, bit for bit on CPU, as an uninterrupted run.
+
+With a process group (DistributedDataParallel, ``runtime.distributed``) every rank runs
+this loop on its share of each global batch; rank 0 decides and writes.
 """
 
 from __future__ import annotations
@@ -31,12 +34,15 @@ from nnspec.spec.recipe_ir import CLASSIFICATION_LOSSES as CLASSIFICATION
 from nnspec.spec.recipe_ir import Recipe
 
 from . import checkpoint as ckpt
+from . import distributed
 from .augment import generator_for
 from .init import initialise
 from .objectives import LOSSES, MetricSums, predictions
 from .optim import apply_max_norm, clip_gradients, make_optimizer, penalised_weights, penalty
 from .prepare import PreparedData
-from .report import confusion_matrix, plot_curves, write_summary
+from .report import confusion_matrix, mean_squared_error, plot_curves, write_summary
+from .solver import solve_epoch
+from .transfer import frozen, load_initial, param_groups
 
 
 class TrainingError(Exception):
@@ -77,23 +83,39 @@ def pick_device(requested: str) -> torch.device:
 class Trainer:
     def __init__(self, recipe: Recipe, graph: Graph, data: PreparedData, directory: Path, *,
                  spec_hash: str, device: str = "auto", amp: bool = False, compile: bool = False,
-                 progress: bool = True, log: Callable[[str], None] = print):
+                 progress: bool = True, log: Callable[[str], None] = print,
+                 group: distributed.Group | None = None):
         self.plan, self.graph, self.data, self.directory = recipe, graph, data, directory
         self.spec_hash = spec_hash
+        # with a process group (DDP): rank 0 writes the files; see runtime/distributed.py
+        self.group = group
+        self.writes = group is None or group.main
         self.device = pick_device(device)
+        if group is not None and group.backend == "nccl":
+            self.device = torch.device("cuda", group.local_rank)  # one GPU per local rank
         self.log = log
         self.progress = progress
         torch.manual_seed(recipe.seed)
         self.module = build_module(graph)
         initialise(self.module, graph, recipe.init.default, recipe.init.per_kind)
+        # transfer: loaded weights, then frozen ones, before DDP sees which parameters train
+        load_initial(self.module, recipe.init.source)
+        frozen(self.module, recipe.freeze)
         self.module.to(self.device)
         self.forward: nn.Module = torch.compile(self.module) if compile else self.module
+        # the training step's forward: in DDP (gradients averaged in backward) with a group;
+        # evaluation keeps the bare module, whose shards may differ in batch count by rank
+        self.step_forward: nn.Module = self.forward
+        if group is not None:
+            torch.manual_seed(distributed.rank_seed(recipe.seed, group.rank))  # own dropout stream
+            wrapped = distributed.wrap(self.module, group, self.device)
+            self.step_forward = torch.compile(wrapped) if compile else wrapped
         self.loss_fn = LOSSES[recipe.loss]
         self.weights = penalised_weights(self.module)
         self.l1 = recipe.regularizer("l1") or 0.0
         self.l2 = recipe.regularizer("l2") or 0.0
         self.max_norm = recipe.regularizer("max_norm")
-        params = [p for p in self.module.parameters() if p.requires_grad]
+        params = param_groups(self.module, recipe)  # trainable only; lr_groups at their lr
         self.optimizer = make_optimizer(params, recipe.optimizer.kind, recipe.optimizer.lr,
                                         recipe.optimizer.hyperparameters(),
                                         weight_decay=recipe.regularizer("weight_decay") or 0.0)
@@ -125,25 +147,31 @@ class Trainer:
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         plan, data = self.plan, self.data
+        if plan.solver == "normal_equation":
+            return solve_epoch(self)  # θ in closed form: the run's one epoch (runtime/solver.py)
         self.module.train()
         for group in self.optimizer.param_groups:
-            group["lr"] = plan.lr_at(epoch)
+            group["lr"] = plan.lr_at(epoch) * group.get("lr_scale", 1.0)  # lr_groups: α_g(e)
         sums = MetricSums(plan.loss, plan.metrics)
-        augment_rng = generator_for(plan.seed, epoch, 2)
+        augment_rng = generator_for(plan.seed, epoch, 2) if self.group is None else \
+            generator_for(plan.seed, epoch, 2, self.group.rank)  # each rank its own draws
         x_all, y_all = data.train
         steps = math.ceil(len(x_all) / (plan.batch or len(x_all)))
         bar = self._bar(epoch, steps)
         for step, index in enumerate(self._batches(len(x_all), epoch)):
+            index, real = distributed.shard(index, self.group)  # this rank's share; all of it alone
             x = x_all[index]
             if data.augment is not None:
                 x = data.augment.train(x, augment_rng)
             x, y = x.to(self.device, non_blocking=True), y_all[index].to(self.device, non_blocking=True)
             with self._autocast():
-                output = self.forward(x)
+                output = self.step_forward(x)
                 loss = self.loss_fn(output.float(), y)
             extra = penalty(self.weights, self.l1, self.l2)
             total = loss + extra if extra is not None else loss
-            value = total.item()  # one host sync per step, the price of naming the failing step
+            # one host sync per step, the price of naming the failing step; with a group the
+            # value is all-reduced, so every rank sees a NaN anywhere and all stop together
+            value = distributed.loss_value(total, self.group)
             if not math.isfinite(value):
                 raise TrainingError(
                     f"the loss became {value} at epoch {epoch + 1}, step {step + 1}",
@@ -165,7 +193,10 @@ class Trainer:
                 self.optimizer.step()
             if self.max_norm is not None:
                 apply_max_norm(self.weights, self.max_norm)
-            sums.add(output, y, loss)
+            if real == len(index):
+                sums.add(output, y, loss)
+            elif real:  # the padding that evened the ranks' shares is no sample of the epoch
+                sums.add(output[:real], y[:real], self.loss_fn(output[:real].float(), y[:real]))
             if bar is not None:
                 done = (step + 1) * len(index)
                 rate = done / max(time.perf_counter() - bar[2], 1e-9)
@@ -174,6 +205,7 @@ class Trainer:
                 bar[0].update(bar[1], advance=1, loss=shown["loss"], metric=metric, rate=rate)
         if bar is not None:
             bar[0].stop()
+        distributed.reduce_sums(sums, self.group)  # exact totals over the whole training split
         return sums.result("train_")
 
     def _bar(self, epoch: int, steps: int):
@@ -200,6 +232,10 @@ class Trainer:
                  keep: bool = False) -> tuple[dict[str, float], torch.Tensor | None]:
         self.module.eval()
         sums = MetricSums(self.plan.loss, self.plan.metrics)
+        sharded = self.group is not None and not keep  # validation: a share per rank, reduced
+        if sharded:
+            distributed.sync_buffers(self.module, self.group)  # rank 0's batch-norm statistics
+            split = distributed.stride(split, self.group)
         x_all, y_all = split
         outputs = []
         for start in range(0, len(x_all), 512):
@@ -212,6 +248,8 @@ class Trainer:
             sums.add(output, y, self.loss_fn(output, y))
             if keep:
                 outputs.append(output.cpu())
+        if sharded:
+            distributed.reduce_sums(sums, self.group)
         return sums.result(prefix), (torch.cat(outputs) if keep and outputs else None)
 
     # -- the run -------------------------------------------------------------------------
@@ -250,7 +288,8 @@ class Trainer:
             row.update(self.train_epoch(epoch))
             if len(self.data.val[0]):
                 row.update(self.evaluate(self.data.val, "val_")[0])
-            row["lr"] = self.optimizer.param_groups[0]["lr"]
+            if plan.solver == "gradient":  # a closed-form solve has no learning rate
+                row["lr"] = self.optimizer.param_groups[0]["lr"]
             seconds = time.perf_counter() - began
             row["seconds"] = seconds
             row["samples_per_s"] = len(self.data.train[0]) / max(seconds, 1e-9)
@@ -258,9 +297,14 @@ class Trainer:
             value = self.monitor_value(row)
             min_delta = plan.early_stop.min_delta if plan.early_stop is not None else 0.0
             improved = value is not None and (self.best is None or value < self.best - min_delta)
+            due = time.perf_counter() - last_save >= checkpoint_seconds
+            # with a group rank 0 decides (by its numbers and its clock), so all ranks branch
+            # alike: the same early stop, the same checkpoint epochs
+            improved, due = distributed.agree(self.group, improved, due)
             if improved:
                 self.best, self.best_epoch, self.stale = value, epoch + 1, 0
-                best_state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+                if self.writes:
+                    best_state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
             else:
                 self.stale += 1
             stop = plan.early_stop
@@ -271,7 +315,7 @@ class Trainer:
                 self.log(_epoch_line(row, plan.epochs))
                 last_log = now
             # the first epoch is always saved: a run that fails later keeps a good checkpoint
-            if last or epoch == self.start_epoch or now - last_save >= checkpoint_seconds:
+            if last or epoch == self.start_epoch or due:
                 self.save(epoch, best_state)
                 best_state, last_save = None, time.perf_counter()
             if stopping:
@@ -286,7 +330,11 @@ class Trainer:
         The state is copied now and written by a background thread, so the epoch loop does
         not wait for serialisation and fsync; the next save, the end of `fit` (also when it
         fails) and `finish` wait for the write, so nothing is ever half written or lost.
+        With a group every rank calls this (its RNG state is gathered); rank 0 writes.
         """
+        rng_states = distributed.rng_states(self.group) if self.group is not None else None
+        if not self.writes:
+            return
         best_row = self.history[self.best_epoch - 1] if self.best_epoch else self.history[-1]
         meta = {"spec_sha256": self.spec_hash, "model": self.graph.name}
         last = {k: v.detach().to("cpu", copy=True) for k, v in self.module.state_dict().items()}
@@ -299,6 +347,9 @@ class Trainer:
             "best_epoch": self.best_epoch or 0, "stale": self.stale,
             "scaler": self.scaler.state_dict() if self.scaler is not None else {},
         }
+        if rng_states is not None:  # each rank's dropout stream, for an exact resume
+            state["world_size"] = len(rng_states)
+            state["rng_ranks"] = torch.stack(rng_states)
         jobs = [(ckpt.save_weights, self.directory / "last.safetensors", last,
                  {**meta, "epoch": epoch + 1, "metrics": self.history[-1]})]
         if write_best:
@@ -325,6 +376,7 @@ class Trainer:
         self.module.load_state_dict(tensors)
         self.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"])
+        self._resume_streams(state)
         self.history = json.loads(state["history"])
         self.best = None if math.isnan(state["best"]) else float(state["best"])
         self.best_epoch = int(state["best_epoch"]) or None
@@ -333,20 +385,44 @@ class Trainer:
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
 
+    def _resume_streams(self, state: dict[str, Any]) -> None:
+        """Each rank's RNG stream as saved; a note when the number of processes changed."""
+        saved = int(state.get("world_size", 1))
+        now = self.group.world_size if self.group is not None else 1
+        if self.group is not None:
+            streams = state.get("rng_ranks")
+            if streams is not None and saved == now:
+                torch.set_rng_state(streams[self.group.rank].clone())
+            else:
+                torch.manual_seed(distributed.rank_seed(self.plan.seed, self.group.rank, int(state["epoch"])))
+        if saved != now:
+            self.log(f"note: the run was trained with {saved} process{'es' if saved > 1 else ''} and "
+                     f"goes on with {now}: it continues equal in expectation, not bit for bit")
+
     def finish(self) -> dict[str, float]:
-        """Restore the best weights when early stopping watched them; test; write reports."""
+        """Restore the best weights when early stopping watched them; test; write reports.
+
+        With a group rank 0 does all of this; the others receive its test metrics.
+        """
         self.wait_for_writes()
+        if not self.writes:
+            self._writer.shutdown(wait=True)
+            return distributed.broadcast(None, self.group)
         if self.plan.early_stop is not None and self.best_epoch is not None:
             tensors, _ = ckpt.load_weights(self.directory / "best.safetensors")
             self.module.load_state_dict(tensors)
         test, outputs = ({}, None)
         if len(self.data.test[0]):
             test, outputs = self.evaluate(self.data.test, "test_", keep=True)
-        confusion = None
-        if outputs is not None and self.plan.loss in CLASSIFICATION and outputs.dim() == 2:
+        confusion, reconstruction = None, None
+        # class scores [N, C] or per-pixel maps [N, C, H, W] (pixels counted alike)
+        labelled = self.plan.loss in CLASSIFICATION and self.plan.target == "labels"
+        if outputs is not None and labelled and outputs.dim() in (2, 4):
             classes = max(self.data.num_classes or 2, 2)
             confusion = confusion_matrix(predictions(outputs, self.plan.loss).numpy(),
                                          self.data.test[1].numpy().astype(np.int64), classes)
+        if outputs is not None and self.plan.target == "input":
+            reconstruction = mean_squared_error(outputs, self.data.test[1])
         if self.history:
             plot_curves(self.directory / "curves.png", self.history)
         write_summary(
@@ -355,10 +431,11 @@ class Trainer:
             task="classification" if self.plan.loss in CLASSIFICATION else "regression",
             confusion=confusion, class_names=self.data.class_names,
             extra={"data": self.data.description, "device": str(self.device)},
+            reconstruction=reconstruction,
         )
         ckpt.write_text(self.directory / "test.json", json.dumps(test, indent=2) + "\n")
         self._writer.shutdown(wait=True)
-        return test
+        return distributed.broadcast(test, self.group)
 
 
 def _write_checkpoint(jobs: list, directory: Path, metrics: str, state: dict[str, Any]) -> None:

@@ -215,7 +215,8 @@ BAD_ASSERT = _code("E4003", "invalid assertion", """
 RECIPE_SETTING = _code("E5001", "unknown recipe setting", """
     A line of a `train` block names no setting. The settings are: data, split, batch,
     epochs, loss, target, optimizer, schedule, regularize, init, clip, augment, early_stop,
-    metrics, seed, device. Each may be given once. `nnspec check` suggests the closest name.
+    metrics, seed, device, solver, freeze, lr_groups. Each may be given once. `nnspec check`
+    suggests the closest name.
 """)
 RECIPE_MISSING = _code("E5002", "missing recipe setting", """
     A recipe needs at least `data` (what to fit) and `loss` (what to minimise); every other
@@ -288,6 +289,41 @@ NO_RECIPE = _code("E5012", "no recipe to load", """
     The file has no `train` block, several (choose one by name), or none of the given name.
     A recipe is named by `train Model as name { ... }`, else by its model's name.
 """)
+RECIPE_SOLVER = _code("E5013", "the normal equation does not apply", """
+    `solver normal_equation` fits θ = (XᵀX)⁻¹Xᵀy in closed form (a least-squares solve, never
+    an explicit inverse) instead of descending the gradient. That minimiser exists only for
+    a linear model under the squared error: the model must be one `linear` layer (after an
+    optional `flatten`, so that it sees one feature vector per sample) and the loss `mse`.
+    A hidden layer or an activation makes the loss non-quadratic in the weights; l1, bce and
+    cross_entropy have no closed-form minimiser. Of the regularizers only `l2(λ)` keeps the
+    closed form (ridge regression: (XᵀX + nλI)θ = Xᵀy, the bias not penalised); l1,
+    max_norm and weight_decay do not. Random augmentations and frozen weights contradict a
+    single exact solve. Use `solver gradient` (the default) for everything else.
+
+        train LinReg as closed_form {
+            data   diabetes
+            loss   mse
+            solver normal_equation
+        }
+""")
+RECIPE_PARAMS = _code("E5014", "parameter pattern does not fit the model", """
+    `freeze`, `lr_groups` and `init from(..., match=...)` name parameters by glob patterns
+    over the model's state names, as `nnspec check --json` and the state_dict show them:
+    `features.*` matches every tensor under the layer (or block) labelled `features`,
+    `*.bias` every bias, `conv_1.*` the first convolution. `*` matches any text, dots
+    included, `?` one character, `[ab]` one of the listed characters. A pattern that
+    matches nothing is an error (usually a typo or a missing `.*`), so is a parameter in two
+    learning-rate groups, and freezing every parameter (nothing would train).
+""")
+RECIPE_WEIGHTS = _code("E5015", "initial weights do not fit the model", """
+    `init from("base.safetensors", match="features.*")` loads, after the init scheme, the
+    tensors whose names match from a safetensors file, or from a run directory's
+    best.safetensors. Files are never unpickled: only safetensors is read. Every matched
+    tensor of the model must be in the file with the same shape. When the file exists at
+    check time this is checked by `nnspec check`; otherwise when training starts. To put a
+    new head on a trained model, leave the head out of `match` (its shape differs: it
+    keeps its initialisation) and, usually, `freeze` what was loaded.
+""")
 LOSS_LAST_OP = _code("W5001", "loss and last layer disagree", """
     Some losses include the final activation: cross_entropy applies log-softmax itself (a
     model ending in `softmax` trains poorly: a classic bug), bce_logits applies the
@@ -298,7 +334,9 @@ RECIPE_NO_EFFECT = _code("W5002", "recipe setting without effect", """
     A setting is valid but does nothing or contradicts another one: a patience as long as
     the run, a step schedule that never steps, `gd` (full-batch gradient descent) with a
     mini-batch size, a batch larger than the training set, an init for an op kind the model
-    does not have.
+    does not have, the settings of gradient descent (optimizer, schedule, batch, epochs,
+    clip, early_stop, init, lr_groups) with `solver normal_equation`, which solves in one
+    step, a learning-rate group whose parameters are all frozen.
 """)
 INIT_MISMATCH = _code("W5003", "init scheme does not suit the model", """
     zeros (or any constant) starts every unit of a layer equal, and they stay equal: the

@@ -106,12 +106,13 @@ def _g(x: float) -> str:
 
 # types: float, int, bool, str, name (one of `choices`), size (int or (h, w)),
 # pair (two numbers), numbers (a number or a tuple of numbers), label (a string or an int),
-# NODE (kept as AST)
+# patterns (a "glob" or a tuple of them, read as a tuple), NODE (kept as AST)
 _TYPE_WORDS = {"float": "a number", "int": "an integer", "bool": "true or false",
                "str": 'a "string"', "size": "an integer or (height, width)",
                "pair": "two numbers, e.g. (0.9, 0.999)",
                "numbers": "a number or a tuple of numbers",
-               "label": 'a column name ("label") or index'}
+               "label": 'a column name ("label") or index',
+               "patterns": 'a "pattern" or a tuple of them, e.g. ("features.*", "head.*")'}
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ class Signature:
     params: tuple[Param, ...] = ()
 
     def show(self) -> str:
-        parts = [p.name if p.default is REQUIRED else f"{p.name}={_show(p.default)}"
+        parts = [p.name if p.default is REQUIRED else f"{p.name}={_show(p.default, p.type)}"
                  for p in self.params if p.shown]
         return f"{self.kind}({', '.join(parts)})" if parts else self.kind
 
@@ -142,7 +143,9 @@ class Signature:
         return tuple(p for p in self.params if p.positional)
 
 
-def _show(value: Any) -> str:
+def _show(value: Any, type: str = "") -> str:
+    if type == "patterns":
+        return f'"{value}"'  # a glob reads as the string it is: match="*"
     if value is None:
         return "none"
     if isinstance(value, bool):
@@ -300,6 +303,11 @@ def _convert(param: Param, value: Any) -> Any:
             return float(value)
         ok = isinstance(value, tuple) and len(value) > 0 and all(_number(v) for v in value)
         return tuple(float(v) for v in value) if ok else POISON
+    if t == "patterns":
+        items = value if isinstance(value, tuple) else (value,)
+        ok = len(items) > 0 and all(isinstance(v, str) and not isinstance(v, Symbol) and v
+                                    for v in items)
+        return tuple(str(v) for v in items) if ok else POISON
     raise AssertionError(t)
 
 

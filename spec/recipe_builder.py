@@ -5,6 +5,7 @@ that follow are in spec/recipe_checks.py; spec/recipe.py runs the whole.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,10 +34,12 @@ from .recipe_ir import (
     DataSpec,
     EarlyStopSpec,
     InitSpec,
+    LrGroup,
     OptimizerSpec,
     Recipe,
     Regularizer,
     ScheduleSpec,
+    WeightsSource,
 )
 from .recipe_tables import (
     AUGMENTS,
@@ -46,14 +49,17 @@ from .recipe_tables import (
     ELSEWHERE,
     EXAMPLES,
     FRACTION,
+    FREEZE,
     INITS,
     LOSSES,
+    LR_GROUP,
     METRICS,
     OPTIMIZERS,
     REGULARIZERS,
     SCALARS,
     SCHEDULES,
     SETTINGS,
+    WEIGHTS_FROM,
     data_facts,
 )
 from .source import Span
@@ -63,6 +69,7 @@ DEFAULTS: dict[str, Any] = {
     "split": (0.8, 0.1, 0.1), "epochs": 10, "target": "labels", "optimizer":
     OptimizerSpec(kind="sgd", lr=0.01), "schedule": None, "regularize": (), "init": InitSpec(),
     "clip": None, "augment": (), "early_stop": None, "seed": 0, "device": "auto",
+    "solver": "gradient", "freeze": (), "lr_groups": (),
 }  # batch (32; full with gd) and metrics (by the loss) are filled in by `fill_defaults`
 _PARAM_TYPES = {
     "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
@@ -98,6 +105,26 @@ def _found(expr: ast.Expr) -> str:
     return "an expression"
 
 
+def _pattern_spans(expr: ast.Expr) -> list[Span]:
+    """Where each pattern of a `patterns` value is: the items of a tuple, else the value."""
+    return [i.span for i in expr.items] if isinstance(expr, ast.Tuple) else [expr.span]
+
+
+def _is_from(expr: ast.Expr) -> bool:
+    """`from(...)` among init's schemes: the weights to load, not a scheme."""
+    parts = call_parts(expr)
+    return parts is not None and parts[0] == "from"
+
+
+def _argument(args: tuple[ast.Arg, ...], name: str, position: int | None) -> ast.Expr | None:
+    """The expression given for one parameter of a call, by keyword or by position."""
+    named = [a.value for a in args if a.name == name]
+    positional = [a.value for a in args if a.name is None]
+    if named:
+        return named[0]
+    return positional[position] if position is not None and position < len(positional) else None
+
+
 class RecipeBuilder(Checks):
     """Reads one `train` block: `model_args`, `read_settings`, `fill_defaults`, the checks
     (`cross_check`, `check_model`), then `recipe`."""
@@ -110,6 +137,9 @@ class RecipeBuilder(Checks):
         self.items: dict[str, list[Span]] = {}
         self.init_spans: dict[str, Span] = {}
         self.given: dict[str, ast.Setting] = {}
+        self.patterns: dict[str, list[tuple[str, Span]]] = {}
+        self.groups: list[tuple[Span, list[tuple[str, Span]]]] = []
+        self.source_spans: dict[str, Span] = {}
 
     @property
     def name(self) -> str:
@@ -233,9 +263,9 @@ class RecipeBuilder(Checks):
         bound = bind(sig, args, expr.span, self.diags)
         return (sig, bound) if bound is not None else None
 
-    def _list(self, setting: ast.Setting, read: Any) -> Any:
-        """A list setting: each item read by ``read(expr)`` (POISON on error)."""
-        exprs = self._items(setting, setting.name)
+    def _list(self, setting: ast.Setting, read: Any, what: str) -> Any:
+        """A list setting of ``what`` items: each read by ``read(expr)`` (POISON on error)."""
+        exprs = self._items(setting, what)
         out = [read(expr) for expr in exprs]
         return POISON if POISON in out or len(exprs) < len(setting.args) else tuple(out)
 
@@ -311,7 +341,7 @@ class RecipeBuilder(Checks):
         return check_value(SCALARS[setting.name], constant(expr, self.diags), expr.span, None,
                            self.diags)
 
-    _s_epochs = _s_seed = _s_target = _s_device = _scalar
+    _s_epochs = _s_seed = _s_target = _s_device = _s_solver = _scalar
 
     def _s_loss(self, setting: ast.Setting) -> Any:
         expr = self._one(setting)
@@ -380,7 +410,7 @@ class RecipeBuilder(Checks):
             seen[sig.kind] = expr.span
             return Regularizer.model_validate({"kind": sig.kind, "value": bound.values["value"]})
 
-        return self._list(setting, read)
+        return self._list(setting, read, "regularizer")
 
     def _scheme(self, expr: ast.Expr) -> Any:
         chosen = self._choice(expr, INITS, "init scheme")
@@ -390,13 +420,21 @@ class RecipeBuilder(Checks):
         return (sig.kind, dict(bound.values))
 
     def _s_init(self, setting: ast.Setting) -> Any:
-        default, per_kind, ok = None, {}, True
-        positional = [a for a in setting.args if a.name is None]
+        default, per_kind, ok, source = None, {}, True, None
+        sources = [a for a in setting.args if a.name is None and _is_from(a.value)]
+        positional = [a for a in setting.args if a.name is None and a not in sources]
         for extra in positional[1:]:
             self._err(codes.TOO_MANY_ARGS, "`init` takes one default scheme", extra.span,
                       "second scheme", help="give schemes per op kind by name: "
                       "`init kaiming, linear=xavier`")
             ok = False
+        for extra in sources[1:]:
+            self._err(codes.TOO_MANY_ARGS, "`init` takes one `from(...)`", extra.span,
+                      "second source", help='give several patterns to one source: '
+                      '`from("base/", match=("features.*", "conv_1.*"))`')
+            ok = False
+        if sources:
+            source = self._weights_source(sources[0].value)
         if positional:
             self.init_spans[""] = positional[0].span
             default = self._scheme(positional[0].value)
@@ -418,9 +456,67 @@ class RecipeBuilder(Checks):
             else:
                 self.init_spans[op.kind] = arg.span
                 per_kind[op.kind] = self._scheme(arg.value)
-        if not ok or default is POISON or POISON in per_kind.values():
+        if not ok or POISON in (default, source) or POISON in per_kind.values():
             return POISON
-        return InitSpec(default=default, per_kind=per_kind)
+        return InitSpec(default=default, per_kind=per_kind, source=source)
+
+    def _weights_source(self, expr: ast.Expr) -> Any:
+        """`from("base.safetensors", match="features.*")`: the path is resolved against the
+        spec file's folder now, as data paths are, so training finds the same file."""
+        _, _, args = call_parts(expr) or ("", expr.span, ())
+        bound = bind(WEIGHTS_FROM, args, expr.span, self.diags)
+        if bound is None:
+            return POISON
+        written, match = bound.values["path"], bound.values["match"]
+        match = match if isinstance(match, tuple) else (match,)
+        given = _argument(args, "match", None)
+        spans = _pattern_spans(given) if given is not None else [expr.span]
+        self.patterns["from"] = list(zip(match, spans))
+        self.source_spans = {"call": expr.span, "path": bound.spans["path"]}
+        source = self.loaded.sources.get(self.train.span.file)
+        folder = source.path.parent if source is not None and source.path is not None else None
+        path = os.path.abspath(written if folder is None else folder / written)
+        return WeightsSource(path=path, written=written, match=match)
+
+    def _s_freeze(self, setting: ast.Setting) -> Any:
+        found: list[tuple[str, Span]] = []
+
+        def read(expr: ast.Expr) -> Any:
+            value = constant(expr, self.diags)
+            if isinstance(value, Symbol):  # `freeze features`: a name, not a pattern
+                self._err(codes.RECIPE_VALUE, f"`freeze` takes \"patterns\", got the name "
+                          f"`{value}`", expr.span, "not a string",
+                          help=f'quote it, with `.*` for everything under a layer: '
+                          f'`freeze "{value}.*"`')
+                return POISON
+            value = check_value(FREEZE, value, expr.span, "`freeze`", self.diags)
+            if value is not POISON:
+                found.extend(zip(value, _pattern_spans(expr)))
+            return value
+
+        items = self._list(setting, read, "pattern")
+        self.patterns["freeze"] = found
+        return POISON if items is POISON else tuple(p for item in items for p in item)
+
+    def _s_lr_groups(self, setting: ast.Setting) -> Any:
+        def read(expr: ast.Expr) -> Any:
+            parts = call_parts(expr)
+            if parts is None:
+                self._err(codes.RECIPE_CHOICE, f"expected a learning-rate group, found "
+                          f"{_found(expr)}", expr.span, "not a group",
+                          help=f"e.g. `{EXAMPLES['lr_groups']}`")
+                return POISON
+            chosen = self._choice(expr, {"group": LR_GROUP}, "learning-rate group")
+            if chosen is None:
+                return POISON
+            _, bound = chosen
+            match = bound.values["match"]
+            given = _argument(parts[2], "match", 0)
+            spans = _pattern_spans(given) if given is not None else [expr.span]
+            self.groups.append((expr.span, list(zip(match, spans))))
+            return LrGroup(match=match, lr=bound.values["lr"])
+
+        return self._list(setting, read, "group")
 
     def _s_clip(self, setting: ast.Setting) -> Any:
         chosen = self._choice(self._one(setting), CLIPS, "clipping")
@@ -443,7 +539,7 @@ class RecipeBuilder(Checks):
                 return POISON
             return AugmentSpec(kind=sig.kind, args=args)
 
-        return self._list(setting, read)
+        return self._list(setting, read, "augmentation")
 
     def _s_early_stop(self, setting: ast.Setting) -> Any:
         span = self.spans["early_stop"]
@@ -473,13 +569,16 @@ class RecipeBuilder(Checks):
                 seen[metric] = expr.span
             return metric
 
-        return self._list(setting, read)
+        return self._list(setting, read, "metric")
 
     # == defaults and the result ========================================================
     def fill_defaults(self) -> None:
         v = self.values
         for key, value in DEFAULTS.items():
             v.setdefault(key, value)
+        if v["solver"] == "normal_equation":
+            # one exact solve on the whole training split: one "epoch", no batches
+            v["epochs"], v["batch"] = 1, None
         if "batch" not in v:
             gd = v["optimizer"] is not POISON and v["optimizer"].kind == "gd"
             v["batch"] = None if gd else 32
@@ -492,6 +591,7 @@ class RecipeBuilder(Checks):
         if any(d.severity == "error" for d in self.diags) or POISON in self.values.values():
             return None
         keys = ("data", "split", "batch", "epochs", "loss", "target", "optimizer", "schedule",
-                "regularize", "init", "clip", "augment", "early_stop", "metrics", "seed", "device")
+                "regularize", "init", "clip", "augment", "early_stop", "metrics", "seed", "device",
+                "solver", "freeze", "lr_groups")
         return Recipe(name=self.name, model=self.train.model, model_args=model_args,
                       span=self.train.span, **{k: self.values[k] for k in keys})

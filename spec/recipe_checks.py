@@ -8,22 +8,31 @@ Each check reads settings that were read without error only (a failed one is POI
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterable
+from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import Any
 
 from . import ast, codes
 from .diagnostics import Diagnostic, error, warning
 from .ir import Graph, GraphInput, GraphOutput, Node
 from .recipe_args import POISON
-from .recipe_ir import CLASSIFICATION_LOSSES, DataSpec, InitSpec
-from .recipe_tables import BUILTIN_DATA
+from .recipe_ir import CLASSIFICATION_LOSSES, DataSpec, InitSpec, WeightsSource
+from .recipe_tables import BUILTIN_DATA, PER_PIXEL_DATA
 from .source import Span
+from .suggest import closest
 
 CLASS_SCORES = ("cross_entropy", "nll", "hinge")  # losses that read [C] class scores
 IMAGE_AUGMENTS = ("flip", "random_crop", "brightness", "contrast")
 RELU_LIKE = ("relu", "leaky_relu", "prelu", "elu", "gelu")
 SATURATING = ("tanh", "sigmoid")
+# what `solver normal_equation` makes pointless: the settings of gradient descent
+DESCENT_SETTINGS = ("optimizer", "schedule", "batch", "epochs", "clip", "early_stop", "init",
+                    "lr_groups")
+_HEADER_LIMIT = 100 << 20  # a safetensors header is JSON of names and shapes: never this big
 
 
 def shape_text(shape: tuple[int, ...]) -> str:
@@ -42,6 +51,8 @@ def data_help(data: DataSpec, want: tuple[int, ...]) -> str | None:
             return f"use digits(as_image=true{'' if want[1] == 8 else f', resize={want[1]}'})"
     if data.kind == "fashion_mnist" and square and want[0] == 1:
         return "use fashion_mnist()" if want[1] == 28 else f"use fashion_mnist(resize={want[1]})"
+    if data.kind == "shapes" and square and want[0] == 1:
+        return f"use shapes(size={want[1]})"
     if data.kind == "images" and len(want) == 3 and want[0] in (1, 3):
         size = want[1] if square else f"({want[1]}, {want[2]})"
         gray = ", grayscale=true" if want[0] == 1 else ""
@@ -53,10 +64,58 @@ def data_help(data: DataSpec, want: tuple[int, ...]) -> str | None:
 
 
 def data_note(data: DataSpec) -> list[str]:
-    if data.kind not in BUILTIN_DATA or data.shape is None:
+    if data.kind not in BUILTIN_DATA and data.kind not in PER_PIXEL_DATA or data.shape is None:
         return []
     what = f"{data.classes} classes" if data.classes else "a regression target"
+    what += " per pixel" if data.kind in PER_PIXEL_DATA else ""
     return [f"{data.kind}: {data.samples:,} samples of {shape_text(data.shape)}, {what}"]
+
+
+def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """The tensors' names and shapes from a safetensors header, read without torch or the
+    tensors themselves: an 8-byte little-endian length n, then n bytes of JSON
+    {name: {"dtype", "shape", "data_offsets"}, "__metadata__": {...}}. ValueError (saying
+    why) when the file is not one."""
+    with open(path, "rb") as handle:
+        size = handle.read(8)
+        if len(size) < 8:
+            raise ValueError("shorter than a safetensors header")
+        n = int.from_bytes(size, "little")
+        if n > _HEADER_LIMIT or n > os.fstat(handle.fileno()).st_size - 8:
+            raise ValueError("no safetensors header at its start")
+        try:
+            header = json.loads(handle.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise ValueError("its header is not JSON") from None
+    if not isinstance(header, dict):
+        raise ValueError("its header is not a table of tensors")
+    shapes = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        if not isinstance(shape, list) or not all(isinstance(d, int) for d in shape):
+            raise ValueError(f"tensor `{name}` has no shape")
+        shapes[name] = tuple(shape)
+    return shapes
+
+
+def weights_file(path: str) -> Path:
+    """`init from`'s file: the path itself, or a run directory's best.safetensors."""
+    return Path(path) / "best.safetensors" if os.path.isdir(path) else Path(path)
+
+
+def matching(names: Iterable[str], patterns: Iterable[str]) -> list[str]:
+    """The names any glob pattern matches (fnmatch, case-sensitive: `*` spans dots too)."""
+    patterns = tuple(patterns)
+    return [n for n in names if any(fnmatchcase(n, p) for p in patterns)]
+
+
+def state_shapes(graph: Graph, buffers: bool = True) -> dict[str, tuple[int, ...]]:
+    """The model's state names and shapes, in state_dict order (by layer: parameters, then
+    buffers such as running statistics)."""
+    return {f"{n.name}.{k}": s for n in graph.nodes
+            for k, s in (n.params | n.buffers if buffers else n.params).items()}
 
 
 class Checks:
@@ -70,6 +129,9 @@ class Checks:
     items: dict[str, list[Span]]  # each item of a list setting (augment, metrics, early_stop)
     given: dict[str, ast.Setting]
     init_spans: dict[str, Span]  # each `kind=scheme` of `init`
+    patterns: dict[str, list[tuple[str, Span]]]  # freeze and init from: each pattern
+    groups: list[tuple[Span, list[tuple[str, Span]]]]  # each lr group and its patterns
+    source_spans: dict[str, Span]  # init from: the call and its path
 
     def _err(self, code: str, message: str, span: Span | None, label: str = "", **kw: Any) -> None:
         self.diags.append(error(code, message, span or self.train.model_span, label, **kw))
@@ -94,9 +156,38 @@ class Checks:
                 v["loss"] = POISON  # the loss is wrong: the model checks would only echo it
             elif target == "labels" and data is not POISON and data.task is not None:
                 self._check_task(loss, data)
-        self._check_early_stop()
-        self._check_schedule()
-        self._check_batch()
+        if self.values["solver"] == "normal_equation":
+            self._check_solver()  # instead of the checks of gradient descent: it has none
+        else:
+            self._check_early_stop()
+            self._check_schedule()
+            self._check_batch()
+
+    def _check_solver(self) -> None:
+        """Settings the closed form cannot honour are errors; those it ignores, warnings."""
+        span, loss = self.spans["solver"], self.values["loss"]
+        if loss not in (POISON, "mse"):
+            self._err(codes.RECIPE_SOLVER, f"the normal equation minimises the squared error, but "
+                      f"the loss is {loss}", span, "needs loss mse",
+                      secondary=[(self.spans["loss"], f"loss {loss}")],
+                      help=f"use `loss mse`, or `solver gradient` to minimise {loss}")
+        if self._ok("regularize"):
+            for reg, reg_span in zip(self.values["regularize"], self.items.get("regularize", [])):
+                if reg.kind != "l2":
+                    self._err(codes.RECIPE_SOLVER, f"{reg.kind} has no closed form: the normal "
+                              "equation cannot include it", reg_span, "no closed form",
+                              help="l2(λ) has one (ridge regression); for "
+                              f"{reg.kind} use `solver gradient`")
+        if "freeze" in self.given:
+            self._err(codes.RECIPE_SOLVER, "the normal equation solves every weight at once: none "
+                      "can stay frozen", self.spans.get("freeze"), "frozen weights",
+                      help="remove `freeze`, or use `solver gradient`")
+        for name in DESCENT_SETTINGS:
+            if name in self.given and name in self.spans:
+                self._warn(codes.RECIPE_NO_EFFECT, f"`{name}` has no effect with `solver "
+                           "normal_equation`: the weights are solved in closed form, in one step",
+                           self.spans[name], "ignored",
+                           help="remove it, or use `solver gradient` to train by descent")
 
     def _check_task(self, loss: str, data: DataSpec) -> None:
         span = self.spans.get("loss")
@@ -113,11 +204,11 @@ class Checks:
 
     def _check_metrics(self, loss: str, target: str) -> None:
         for metric, span in zip(self.values["metrics"], self.items["metrics"]):
-            if metric == "accuracy" and target == "input":
-                self._err(codes.RECIPE_TASK, "accuracy needs class labels, but `target input` "
+            if metric in ("accuracy", "iou") and target == "input":
+                self._err(codes.RECIPE_TASK, f"{metric} needs class labels, but `target input` "
                           "reconstructs the input", span, metric, help="use metrics mae or mse")
-            elif metric == "accuracy" and loss not in CLASSIFICATION_LOSSES:
-                self._err(codes.RECIPE_TASK, f"accuracy needs class predictions, but {loss} trains "
+            elif metric in ("accuracy", "iou") and loss not in CLASSIFICATION_LOSSES:
+                self._err(codes.RECIPE_TASK, f"{metric} needs class predictions, but {loss} trains "
                           "a regression", span, metric, help="use metrics mae or mse")
             elif metric in ("mae", "mse") and loss in CLASS_SCORES:
                 self._err(codes.RECIPE_TASK, f"{metric} compares outputs with numeric targets, but "
@@ -194,6 +285,9 @@ class Checks:
         self._check_loss(graph, inp, out, last)
         self._check_augment(graph, inp)
         self._check_init(graph)
+        if self.values["solver"] == "normal_equation":
+            self._check_linear(graph, inp, last)
+        self._check_params(graph)
 
     def _check_data(self, graph: Graph, inp: GraphInput) -> None:
         data: DataSpec = self.values["data"]
@@ -274,6 +368,20 @@ class Checks:
     def _loss_data(self, loss: str, out: GraphOutput, data: DataSpec, graph: Graph,
                    fail: Callable[..., None]) -> bool:
         shape, name, builtin = out.type.shape, graph.name, data.kind in BUILTIN_DATA
+        if data.kind in PER_PIXEL_DATA and data.shape is not None:
+            # a label per pixel: the output is a map of the input's height and width, with
+            # one score per class (cross_entropy, nll) or one value (bce, mse, l1) per pixel
+            hw = data.shape[1:]
+            want = (data.classes if loss in CLASS_SCORES else 1, *hw)
+            if data.shape != graph.inputs[0].type.shape:
+                return False  # the images do not fit the input: E5007 says so, once
+            if out.type.rank != 3 or shape[1:] != hw:
+                help = (f"end the model with a 1×1 conv to {want[0]} channel"
+                        f"{'s' if want[0] != 1 else ''} on a map of {hw[0]}×{hw[1]} (as in "
+                        "examples/unet.nn)")
+                fail(f"{data.kind} has a label per pixel, {shape_text(hw)} per sample, but "
+                     f"`{name}` outputs {out.type}", f"needs {shape_text(want)}", help)
+                return False
         if builtin and out.type.rank == 3 and loss in CLASSIFICATION_LOSSES:
             fail(f"{data.kind} has one label per sample, but `{name}` outputs per-pixel scores "
                  f"{out.type}", f"needs [{data.classes or 1}]")
@@ -282,7 +390,7 @@ class Checks:
             help = (f"train {name}(classes={data.classes})" if "classes" in graph.args
                     else f"end the model with `linear({data.classes})`")
             fail(f"{data.kind} has {data.classes} classes but `{name}` outputs {shape[0]} class "
-                 "scores", f"needs [{data.classes}]", help)
+                 "scores", f"needs {shape_text((data.classes, *shape[1:]))}", help)
             return False
         if loss in ("mse", "l1") and builtin and shape != (1,):
             labels = data.task == "classification"
@@ -322,8 +430,17 @@ class Checks:
         if not self._ok("augment"):
             return
         shape, at_input = inp.type.shape, [(inp.span, f"input {inp.name}: {inp.type}")]
+        data = self.values.get("data")
+        per_pixel = data not in (None, POISON) and data.kind in PER_PIXEL_DATA and \
+            self.values.get("target") == "labels"
         for aug, span in zip(self.values["augment"], self.items.get("augment", [])):
-            if aug.kind in IMAGE_AUGMENTS and inp.type.rank != 3:
+            if per_pixel and aug.kind in ("flip", "random_crop"):
+                # the pipeline moves the image's pixels, never the labels of those pixels
+                self._err(codes.RECIPE_AUGMENT, f"{aug.kind} moves the pixels of the image but "
+                          f"not their labels: {data.kind} has a label per pixel", span,
+                          "labels would not match", help="use brightness or contrast, which "
+                          "keep every pixel in place")
+            elif aug.kind in IMAGE_AUGMENTS and inp.type.rank != 3:
                 self._err(codes.RECIPE_AUGMENT, f"{aug.kind} transforms images [C, H, W], but "
                           f"`{graph.name}`'s input {inp.name} is {inp.type}", span, "needs images",
                           secondary=at_input)
@@ -381,3 +498,179 @@ class Checks:
                 warned.add(family)
                 span = self.init_spans.get(kind, self.spans["init"])
                 self._warn(codes.INIT_MISMATCH, message, span, scheme, help=help)
+
+    # == the normal equation against the model ==========================================
+    def _check_linear(self, graph: Graph, inp: GraphInput, last: Node | None) -> None:
+        """The closed form needs ŷ = Wx + b on one feature vector per sample: `linear`,
+        after `flatten`s only, as the output; random augmentations would change x."""
+        span, name = self.spans["solver"], graph.name
+        chain = " -> ".join(n.op for n in graph.nodes) or "no layer"
+        why = "use `solver gradient` (the default): only a single linear layer under mse has " \
+              "a closed-form minimiser"
+
+        def fail(message: str, node: Node | None, label: str, help: str = why) -> None:
+            at = [(node.span, label)] if node is not None else []
+            self._err(codes.RECIPE_SOLVER, message, span, "closed form", secondary=at,
+                      notes=[f"`{name}`: {chain}"], help=help)
+
+        other = next((n for n in graph.nodes if n.op not in ("flatten", "linear")), None)
+        linears = [n for n in graph.nodes if n.op == "linear"]
+        if other is not None:
+            fail(f"the normal equation fits one `linear` layer, but `{name}` also has "
+                 f"`{other.op}`", other, f"`{other.op}` here")
+        elif len(linears) != 1:
+            fail(f"the normal equation fits one `linear` layer, but `{name}` has "
+                 f"{len(linears) or 'no'} `linear` layer{'s' if len(linears) != 1 else ''}",
+                 linears[1] if len(linears) > 1 else None, "a second layer")
+        elif last is not linears[0]:
+            fail(f"the normal equation fits one `linear` layer as the output, but `{name}` "
+                 f"ends in `{last.op if last is not None else 'its input'}`", last, "after linear")
+        else:
+            layer = linears[0]
+            source = next((n.output for n in graph.nodes if n.name == layer.inputs[0]), inp.type)
+            if source.rank != 1:
+                fail(f"`linear` acts on the last axis of {source}, one row at a time, but the "
+                     "normal equation fits one feature vector per sample", layer,
+                     f"input {source}", help="put `flatten` before `linear`")
+        if self._ok("augment"):
+            for aug, aug_span in zip(self.values["augment"], self.items.get("augment", [])):
+                if aug.kind in IMAGE_AUGMENTS and inp.type.rank == 3:
+                    self._err(codes.RECIPE_SOLVER, f"{aug.kind} draws a new random transform each "
+                              "epoch, but the normal equation solves once, on the data as it is",
+                              aug_span, "random", help="remove it, or use `solver gradient`")
+
+    # == parameter patterns: freeze, lr_groups, init from ================================
+    def _check_params(self, graph: Graph) -> None:
+        state, params = state_shapes(graph), state_shapes(graph, buffers=False)
+        frozen: set[str] = set()
+        if self._ok("freeze"):
+            for pattern, span in self.patterns.get("freeze", []):
+                found = self._matches(pattern, span, state, graph, "freeze")
+                frozen.update(n for n in found if n in params)
+            if params and frozen == set(params) and self.values["solver"] != "normal_equation":
+                self._err(codes.RECIPE_PARAMS, f"`freeze` covers every parameter of "
+                          f"`{graph.name}`: nothing is left to train", self.spans["freeze"],
+                          "everything frozen", help="freeze only the layers you reuse, e.g. "
+                          f"`{_example_freeze(params)}`")
+        if self._ok("lr_groups"):
+            self._check_groups(graph, params, frozen)
+        init: InitSpec = self.values["init"]
+        if self._ok("init") and init.source is not None:
+            matched: dict[str, Span] = {}
+            for pattern, span in self.patterns.get("from", []):
+                for name in self._matches(pattern, span, state, graph, "init from"):
+                    matched.setdefault(name, span)
+            if matched:
+                self._check_source(graph, init.source, state, matched)
+
+    def _matches(self, pattern: str, span: Span, names: dict[str, tuple[int, ...]],
+                 graph: Graph, what: str) -> list[str]:
+        found = matching(names, [pattern])
+        if not found:
+            self._err(codes.RECIPE_PARAMS, f'`{what}` pattern "{pattern}" matches no '
+                      f"{'parameter' if what == 'lr_groups' else 'tensor'} of `{graph.name}`",
+                      span, "matches nothing", notes=[_names_note(names)],
+                      help=_pattern_help(pattern, names))
+        return found
+
+    def _check_groups(self, graph: Graph, params: dict[str, tuple[int, ...]],
+                      frozen: set[str]) -> None:
+        owner: dict[str, Span] = {}
+        for group_span, patterns in self.groups:
+            members: set[str] = set()
+            for pattern, span in patterns:
+                found = self._matches(pattern, span, params, graph, "lr_groups")
+                taken = [n for n in found if owner.get(n, group_span) != group_span]
+                if taken:
+                    more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
+                    self._err(codes.RECIPE_PARAMS, f"`{taken[0]}` is in two learning-rate "
+                              f"groups{more}", span, "second group",
+                              secondary=[(owner[taken[0]], "first group")],
+                              help="make the patterns disjoint: each parameter has one lr")
+                for name in found:
+                    owner.setdefault(name, group_span)
+                    members.add(name)
+            if members and members <= frozen:
+                self._warn(codes.RECIPE_NO_EFFECT, "every parameter of this group is frozen: "
+                           "its learning rate has no effect", group_span, "frozen",
+                           secondary=[(self.spans["freeze"], "frozen here")],
+                           help="remove the group, or unfreeze its layers")
+
+    def _check_source(self, graph: Graph, source: WeightsSource,
+                      state: dict[str, tuple[int, ...]], matched: dict[str, Span]) -> None:
+        """Against the file when it exists now; one that does not (a run still to come) is
+        checked when training starts."""
+        file = weights_file(source.path)
+        if not file.is_file():
+            return
+        shown = source.written if file == Path(source.path) else \
+            os.path.join(source.written, "best.safetensors")
+        path_span = self.source_spans["path"]
+        try:
+            shapes = safetensors_shapes(file)
+        except (OSError, ValueError) as exc:
+            self._err(codes.RECIPE_WEIGHTS, f"`{shown}` is not a safetensors file: {exc}",
+                      path_span, "not safetensors", help="`init from` reads safetensors (a run "
+                      "directory's best.safetensors); other formats are never unpickled")
+            return
+        missing = [n for n in matched if n not in shapes]
+        wrong = [n for n in matched if n in shapes and shapes[n] != state[n]]
+        fits = _fitting_layers(matched, shapes, state)
+        narrow = f"match={_show_patterns(fits)}" if fits else None
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            self._err(codes.RECIPE_WEIGHTS, f"`{shown}` has no tensor `{missing[0]}`{more}",
+                      path_span, "weights from here", secondary=[
+                          (matched[missing[0]], f"matches {missing[0]}")],
+                      notes=[_names_note(shapes, f"`{shown}` holds")],
+                      help=f"load only what the file holds: {narrow}" if narrow else
+                      "the file comes from another model")
+        if wrong:
+            name = wrong[0]
+            layer = name.rsplit(".", 1)[0]
+            more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
+            self._err(codes.RECIPE_WEIGHTS, f"`{name}` is {shape_text(shapes[name])} in "
+                      f"`{shown}` but {shape_text(state[name])} in `{graph.name}`{more}",
+                      matched[name], "shapes differ", secondary=[(path_span, "weights from here")],
+                      help=f"leave `{layer}` out of `match` to keep its initialisation (a new "
+                      f"head): {narrow}" if narrow else f"leave `{layer}` out of `match`")
+
+
+def _names_note(names: Iterable[str], what: str = "names") -> str:
+    names = list(names)
+    shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
+    return f"{what}: {shown or 'none'}"
+
+
+def _pattern_help(pattern: str, names: Iterable[str]) -> str | None:
+    """`features` -> "features.*" (a layer's name without `.*`), else the closest layer."""
+    names = list(names)
+    if any(n.startswith(pattern + ".") for n in names):
+        return f'"{pattern}" matches one name exactly; "{pattern}.*" matches everything under it'
+    close = closest(pattern, names)  # a misspelt name: "head.wieght"
+    if close is None:  # a misspelt layer or block: "fetures.*"
+        layers = {n.rsplit(".", 1)[0] for n in names} | {n.split(".", 1)[0] for n in names}
+        close = closest(pattern.removesuffix(".*"), layers)
+        close = close and f"{close}.*"
+    return f'did you mean "{close}"?' if close else None
+
+
+def _fitting_layers(matched: Iterable[str], shapes: dict[str, tuple[int, ...]],
+                    state: dict[str, tuple[int, ...]]) -> list[str]:
+    """The top-level layers (first name part) of ``matched`` whose every tensor is in the
+    file with the model's shape: what a narrower `match` can load."""
+    tops: dict[str, bool] = {}
+    for name in matched:
+        top = name.split(".", 1)[0]
+        tops[top] = tops.get(top, True) and shapes.get(name) == state[name]
+    return [f"{top}.*" for top, ok in tops.items() if ok]
+
+
+def _show_patterns(patterns: list[str]) -> str:
+    quoted = [f'"{p}"' for p in patterns]
+    return quoted[0] if len(quoted) == 1 else f"({', '.join(quoted)})"
+
+
+def _example_freeze(params: Iterable[str]) -> str:
+    tops = list(dict.fromkeys(n.split(".", 1)[0] for n in params))
+    return f'freeze "{tops[0]}.*"' if len(tops) > 1 else 'freeze "layer.*"'

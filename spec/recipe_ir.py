@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from .source import Span
 
@@ -107,17 +107,42 @@ class Regularizer(BaseModel):
     value: float
 
 
+class WeightsSource(BaseModel):
+    """`init from("base/", match="features.*")`: after the init scheme, the model's tensors
+    (parameters and buffers) whose state names match one of the glob patterns ``match`` are
+    copied from a safetensors file."""
+
+    model_config = _FROZEN
+
+    path: str  # the file, or a run directory (its best.safetensors); resolved, absolute
+    written: str  # the path as the spec wrote it, for messages
+    match: tuple[str, ...] = ("*",)
+
+
 class InitSpec(BaseModel):
     """Initial weights: ``default`` for every op with weights (None: torch's own), and
-    ``per_kind`` by op kind as the graph names it (``conv``, ``linear``...)."""
+    ``per_kind`` by op kind as the graph names it (``conv``, ``linear``...); then
+    ``source``'s tensors where it gives some."""
 
     model_config = _FROZEN
 
     default: Scheme | None = None
     per_kind: dict[str, Scheme] = {}
+    source: WeightsSource | None = None
 
     def scheme(self, op: str) -> Scheme | None:
         return self.per_kind.get(op, self.default)
+
+
+class LrGroup(BaseModel):
+    """The trainable parameters that one of the glob patterns ``match`` names, trained at
+    ``lr`` instead of the optimizer's; a schedule scales it by the same factor:
+    α_g(e) = lr · α(e) / α0."""
+
+    model_config = _FROZEN
+
+    match: tuple[str, ...]
+    lr: float
 
 
 class ClipSpec(BaseModel):
@@ -176,7 +201,20 @@ class Recipe(BaseModel):
     metrics: tuple[str, ...]
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # normal_equation: θ by least squares on the training split, one "epoch" (runtime/solver.py)
+    solver: Literal["gradient", "normal_equation"] = "gradient"
+    freeze: tuple[str, ...] = ()  # glob patterns of state names kept as initialised (or loaded)
+    lr_groups: tuple[LrGroup, ...] = ()
     span: Span
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_solve(cls, data: Any) -> Any:
+        """A closed-form run is one exact solve: one epoch, the whole split, whatever an
+        override (`nnspec train --epochs`) asks; solving again would give the same θ."""
+        if isinstance(data, dict) and data.get("solver") == "normal_equation":
+            data = {**data, "epochs": 1, "batch": None}
+        return data
 
     def lr_at(self, epoch: int) -> float:
         """The learning rate of zero-based ``epoch``."""
@@ -195,6 +233,9 @@ class Recipe(BaseModel):
             for k, v in {"lr": self.optimizer.lr, **self.optimizer.hyperparameters()}.items()
         )
         batch = "full batch" if self.batch is None else f"batch {self.batch}"
+        if self.solver == "normal_equation":
+            return (f"recipe {self.name}: {self.model} on {self.data.kind}, {self.loss}, "
+                    "normal equation (least squares, closed form)")
         return (
             f"recipe {self.name}: {self.model} on {self.data.kind}, {self.loss}, "
             f"{self.optimizer.kind}({hp}), {self.epochs} epochs, {batch}"

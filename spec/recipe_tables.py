@@ -47,6 +47,12 @@ DATA = _sigs(
     Signature("idx", (P("images", "str"), P("labels", "str"))),
     Signature("images", (P("folder", "str"), P("size", "size", None, "[1, inf)", kw=True),
                          P("grayscale", "bool", False, kw=True))),
+    # generated segmentation images (runtime/data.py make_shapes; the same limits there)
+    Signature("shapes", (P("n", "int", 512, "[1, 100000]", kw=True),
+                         P("size", "int", 32, "[16, 512]", kw=True),
+                         P("max_shapes", "int", 3, "[1, 8]", kw=True),
+                         P("noise", "float", 0.1, "[0, 1]", kw=True),
+                         P("seed", "int", 0, "[0, inf)", kw=True))),
 )
 LOSSES = ("l1", "mse", "bce", "bce_logits", "cross_entropy", "hinge", "nll")
 OPTIMIZERS = _sigs(
@@ -80,6 +86,12 @@ INITS = _sigs(
     *(Signature(k, _GAIN) for k in ("xavier", "xavier_uniform", "xavier_normal")),
     *(Signature(k, _NONLINEARITY) for k in ("kaiming", "kaiming_uniform", "kaiming_normal")),
 )
+# `init from("run/", match="features.*")`: weights of a safetensors file (or a run's best)
+WEIGHTS_FROM = Signature("from", (P("path", "str"), P("match", "patterns", "*", kw=True)))
+# `lr_groups group("features.*", lr=1e-4)`: the parameters a pattern matches, at their own lr
+LR_GROUP = Signature("group", (P("match", "patterns"), P("lr", "float", REQUIRED, _INF, kw=True)))
+FREEZE = P("pattern", "patterns")
+SOLVERS = ("gradient", "normal_equation")
 CLIPS = _sigs(*(Signature(k, (P("value", "float", REQUIRED, _INF),)) for k in ("norm", "value")))
 AUGMENTS = _sigs(
     Signature("flip", (P("direction", "name", "horizontal", choices=("horizontal", "vertical")),
@@ -91,7 +103,7 @@ AUGMENTS = _sigs(
     Signature("normalize", (P("mean", "numbers", None, kw=True),
                             P("std", "numbers", None, _INF, kw=True))),
 )
-METRICS = ("accuracy", "mae", "mse")
+METRICS = ("accuracy", "mae", "mse", "iou")
 MONITORS = ("val_loss", "val_accuracy", "val_mae", "val_mse")
 EARLY_STOP = Signature("early_stop", (
     P("patience", "int", REQUIRED, "[1, inf)"),
@@ -105,6 +117,7 @@ SCALARS = {
     "seed": P("seed", "int", 0, "[0, inf)"),
     "target": P("target", "name", "labels", choices=("labels", "input")),
     "device": P("device", "name", "auto", choices=("auto", "cpu", "cuda")),
+    "solver": P("solver", "name", "gradient", choices=SOLVERS),
 }
 # every setting, in the order the docs list them, with an example line
 EXAMPLES = {
@@ -115,7 +128,8 @@ EXAMPLES = {
     "regularize": "regularize l2(1e-4), max_norm(3.0)", "init": "init kaiming",
     "clip": "clip norm(1.0)", "augment": "augment flip(horizontal), random_crop(32, padding=4)",
     "early_stop": "early_stop patience=5", "metrics": "metrics accuracy", "seed": "seed 0",
-    "device": "device auto",
+    "device": "device auto", "solver": "solver normal_equation",
+    "freeze": 'freeze "features.*"', "lr_groups": 'lr_groups group("features.*", lr=1e-4)',
 }
 SETTINGS = tuple(EXAMPLES)
 # where a name belongs when it is used in the wrong setting (`loss adam`)
@@ -127,6 +141,9 @@ ELSEWHERE = {
     **{k: "an init scheme: `init ...`" for k in INITS},
     **{k: "an augmentation: `augment ...`" for k in AUGMENTS},
     **{k: "a metric: `metrics ...`" for k in METRICS},
+    **{k: "a solver: `solver ...`" for k in SOLVERS},
+    "from": 'weights to start from: `init from("run/", match="...")`',
+    "group": "a learning-rate group: `lr_groups group(...)`",
 }
 
 # -- the built-in data sets ---------------------------------------------------------------------
@@ -139,6 +156,11 @@ BUILTIN_DATA: dict[str, tuple[int, tuple[int, ...], int | None]] = {
     "wine": (178, (13,), 3),
     "fashion_mnist": (60000, (1, 28, 28), 10),
 }
+
+
+# the classes of `shapes`, per pixel (runtime/data.py generates them); the sets labelled per pixel
+SHAPE_CLASSES = ("background", "disc", "square", "triangle")
+PER_PIXEL_DATA = ("shapes",)
 
 
 def data_facts(kind: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -159,6 +181,9 @@ def data_facts(kind: str, args: dict[str, Any]) -> dict[str, Any]:
         size = args.get("size")
         channels = 1 if args.get("grayscale") else 3
         return {"shape": None if size is None else (channels, *size), "task": "classification"}
+    if kind == "shapes":  # a label per pixel: background and the three kinds of shape
+        return {"shape": (1, args["size"], args["size"]), "classes": len(SHAPE_CLASSES),
+                "samples": args["n"], "task": "classification"}
     if kind == "idx":
         return {"task": "classification"}
     return {"task": args.get("task")}  # csv, npz: as declared, else known once read

@@ -65,7 +65,7 @@ def test_logistic_regression_on_breast_cancer(tmp_path):
 
 
 def test_gradient_descent_reaches_the_normal_equation(tmp_path):
-    run = nnspec.train(EXAMPLES / "linreg.nn", out=tmp_path / "run", **QUIET)
+    run = nnspec.train(EXAMPLES / "linreg.nn", "LinReg", out=tmp_path / "run", **QUIET)
     data = load_builtin("diabetes")
     train, _, _ = split_indices(len(data), (0.8, 0.2, 0.0), seed=0, stratify=False)
     x = Normalizer(axis=1).fit(data.x[train]).transform(data.x[train]).astype(np.float64)
@@ -74,6 +74,11 @@ def test_gradient_descent_reaches_the_normal_equation(tmp_path):
     state = run.module.state_dict()
     learned = np.concatenate([state["linear_1.bias"].numpy(), state["linear_1.weight"].numpy()[0]])
     np.testing.assert_allclose(learned, theta, atol=1e-3)
+    # the example's `solver normal_equation` recipe: the same θ in one step (tests/test_solver.py)
+    closed = nnspec.train(EXAMPLES / "linreg.nn", "closed_form", out=tmp_path / "cf", **QUIET)
+    solved = closed.module.state_dict()
+    for key in ("linear_1.weight", "linear_1.bias"):
+        np.testing.assert_allclose(state[key].numpy(), solved[key].numpy(), atol=1e-3)
 
 
 def test_resume_ends_with_bitwise_equal_weights(tmp_path):
@@ -93,7 +98,7 @@ def test_resume_ends_with_bitwise_equal_weights(tmp_path):
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     spec = write(tmp_path, (EXAMPLES / "linreg.nn").read_text().replace("gd(lr=0.2)", "gd(lr=50)"))
     with pytest.raises(TrainingError, match=r"the loss became (nan|inf) at epoch \d+, step 1"):
-        nnspec.train(spec, out=tmp_path / "run", **QUIET)
+        nnspec.train(spec, "LinReg", out=tmp_path / "run", **QUIET)
     from nnspec.runtime.checkpoint import load_weights
 
     tensors, meta = load_weights(tmp_path / "run" / "last.safetensors")

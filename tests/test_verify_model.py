@@ -98,7 +98,7 @@ def test_overfit_uses_the_recipe_and_reports_steps():
 
 def test_overfit_divides_a_diverging_learning_rate():
     # gd(lr=0.2) suits the whole standardised diabetes set, not 4 correlated samples
-    report = verify_file(EXAMPLES / "linreg.nn", checks=["overfit"])
+    report = verify_file(EXAMPLES / "linreg.nn", recipe="LinReg", checks=["overfit"])
     (result,) = report.results
     assert result.status == "pass"
     assert result.data["lr"] == pytest.approx(0.02)
