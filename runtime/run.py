@@ -156,13 +156,14 @@ def train_rank(group: distributed.Group | None, log: Callable[[str], None], job:
         say(f"run directory: {job.directory}")
     if group is not None:
         say(_group_line(group, recipe, len(job.data.train[0])))
-    began = time.perf_counter()
+    began, began_cpu = time.perf_counter(), time.process_time()
     trainer.fit(stop_after=job.stop_after)
     fit_seconds = time.perf_counter() - began
+    fit_cpu_seconds = time.process_time() - began_cpu  # all threads: benchmarks/bench_train.py
     finished = len(trainer.history) >= recipe.epochs or (
         recipe.early_stop is not None and trainer.stale >= recipe.early_stop.patience)
     extra: dict[str, Any] = {"finished": finished, "device": str(trainer.device),
-                             "fit_seconds": fit_seconds,
+                             "fit_seconds": fit_seconds, "fit_cpu_seconds": fit_cpu_seconds,
                              "epochs_this_call": len(trainer.history) - trainer.start_epoch}
     if group is not None:
         # the final weights of every rank, compared for real: DDP keeps them equal
