@@ -210,7 +210,8 @@ def output_kind(graph: Graph, task: str | None = None) -> str:
     """What the (first) output holds: probabilities, log_probabilities, logits or values."""
     producers = {n.name: n for n in graph.nodes}
     last = producers.get(graph.outputs[0].value)
-    if last is not None and last.op in ("softmax", "sigmoid"):
+    # knn's vote fractions are probabilities already (they sum to 1): no softmax on top
+    if last is not None and last.op in ("softmax", "sigmoid", "knn"):
         return "probabilities" if task != "regression" else "values"
     if last is not None and last.op == "log_softmax":
         return "log_probabilities"
@@ -218,6 +219,21 @@ def output_kind(graph: Graph, task: str | None = None) -> str:
     if task == "classification" or (task is None and out.rank == 1 and out.shape[0] >= 2):
         return "logits"
     return "values"
+
+
+# how an ensemble turns one member's output into what it averages: class probabilities for a
+# classifier (softmax over the class axis 1, a sigmoid for one logit, exp of log-probabilities),
+# a regression's values as they are; the torch side (runtime/ensemble.py) reads the same names
+TO_PROBABILITIES = {"softmax": ("Softmax", {"axis": 1}), "sigmoid": ("Sigmoid", {}),
+                    "exp": ("Exp", {})}
+
+
+def member_transform(graph: Graph, task: str | None) -> str | None:
+    """The key of TO_PROBABILITIES for one member's output, or None: averaged as it is."""
+    kind = output_kind(graph, task)
+    if kind == "logits":
+        return "sigmoid" if graph.outputs[0].type.shape[0] == 1 else "softmax"
+    return "exp" if kind == "log_probabilities" else None
 
 
 def _value_info(name: str, dtype: str, shape: Sequence[int]) -> onnx.ValueInfoProto:
@@ -235,16 +251,56 @@ def build_onnx(graph: Graph, weights: Mapping[str, Any], *, fold_bn: bool = Fals
     feeds it (when that conv feeds nothing else). Raises ValueError for missing weights or
     wrong shapes; the model passes ``onnx.checker.check_model(full_check=True)``.
     """
-    import onnx
-    from onnx import helper
-
     arrays = as_numpy(weights)
     g = OnnxGraph()
+    g.values.update(o.name for o in graph.outputs)  # reserved: the outputs keep the spec's names
+    values, plan = _lower(g, graph, arrays, fold_bn=fold_bn)
+    for out in graph.outputs:
+        g.node("Identity", [values[out.value]], [out.name])
+    props = {"folded_batchnorm": sorted(plan)} if fold_bn else {}
+    return _model(g, graph, {**(metadata or {}), **props}, check)
+
+
+def build_ensemble_onnx(graph: Graph, members: Sequence[Mapping[str, Any]], *,
+                        task: str | None, fold_bn: bool = False,
+                        metadata: Mapping[str, Any] | None = None,
+                        check: bool = True) -> onnx.ModelProto:
+    """One ONNX graph of an ensemble: every member's nodes on the shared input, their
+    initializers prefixed ``member_k.``, each member's (first) output turned into class
+    probabilities (``member_transform``), and their ``Mean`` as the model's output.
+    output_kind: probabilities for a classifier, values for a regression."""
+    if len(graph.outputs) != 1:
+        raise ValueError(f"an ensemble averages one output; `{graph.name}` has "
+                         f"{len(graph.outputs)}")
+    g = OnnxGraph()
+    out = graph.outputs[0]
+    g.values.add(out.name)
+    transform = member_transform(graph, task)
+    scores = []
+    for k, weights in enumerate(members):
+        values, _ = _lower(g, graph, as_numpy(weights), fold_bn=fold_bn, prefix=f"member_{k}.")
+        score = values[out.value]
+        if transform is not None:
+            g.scope = f"member_{k}"
+            op_type, attrs = TO_PROBABILITIES[transform]
+            score = g.node(op_type, [score], **attrs)
+        scores.append(score)
+    g.scope = ""
+    g.node("Mean", scores, [out.name])
+    kind = "values" if output_kind(graph, task) == "values" else "probabilities"
+    props = {"output_kind": kind, "ensemble_members": len(members)}
+    return _model(g, graph, {**(metadata or {}), **props}, check)
+
+
+def _lower(g: OnnxGraph, graph: Graph, arrays: Mapping[str, np.ndarray], *, fold_bn: bool,
+           prefix: str = "") -> tuple[dict[str, str], dict[str, str]]:
+    """Append ``graph``'s nodes to ``g``, fed by its inputs (under their own names): {spec
+    value: ONNX value}, and the batchnorms folded. ``prefix`` goes before every node's name,
+    so its initializers are ``<prefix><node>.<param>`` (an ensemble's members)."""
     values: dict[str, str] = {}
     for i in graph.inputs:
         g.values.add(i.name)
         values[i.name] = i.name
-    g.values.update(o.name for o in graph.outputs)  # reserved: the outputs keep the spec's names
     plan = fold_plan(graph) if fold_bn else {}
     convs = {conv: bn for bn, conv in plan.items()}
     types = {i.name: i.type for i in graph.inputs}
@@ -259,17 +315,24 @@ def build_onnx(graph: Graph, weights: Mapping[str, Any], *, fold_bn: bool = Fals
         if node.name in convs:
             bn = graph.node(convs[node.name])
             params = folded(node, params, bn, node_params(bn, arrays))
-        g.scope = node.name
+        name = prefix + node.name
+        g.scope = name
         start = len(g.nodes)
-        result = op.to_onnx(g, [values[name] for name in node.inputs], in_types, node.name, params)
+        result = op.to_onnx(g, [values[v] for v in node.inputs], in_types, name, params)
         if len(g.nodes) > start and any(result in n.output for n in g.nodes[start:]):
-            result = g.rename(result, node.name, start)  # the node's value keeps its spec name
+            result = g.rename(result, name, start)  # the node's value keeps its spec name
         values[node.name] = result
     g.scope = ""
-    outputs = []
-    for out in graph.outputs:
-        g.node("Identity", [values[out.value]], [out.name])
-        outputs.append(_value_info(out.name, out.type.dtype, out.type.shape))
+    return values, plan
+
+
+def _model(g: OnnxGraph, graph: Graph, metadata: Mapping[str, Any],
+           check: bool) -> onnx.ModelProto:
+    """The ModelProto around ``g``'s nodes: the spec's inputs and outputs, opset, metadata."""
+    import onnx
+    from onnx import helper
+
+    outputs = [_value_info(o.name, o.type.dtype, o.type.shape) for o in graph.outputs]
     inputs = [_value_info(i.name, i.type.dtype, i.type.shape) for i in graph.inputs]
     model = g.model
     model.graph.name = graph.name
@@ -284,10 +347,8 @@ def build_onnx(graph: Graph, weights: Mapping[str, Any], *, fold_bn: bool = Fals
     from nnspec import __version__
 
     props: dict[str, Any] = {"nnspec_version": __version__, "model": graph.name}
-    props.update(metadata or {})
+    props.update(metadata)
     props.setdefault("output_kind", output_kind(graph, props.get("task")))
-    if fold_bn:
-        props["folded_batchnorm"] = sorted(plan)
     helper.set_model_props(model, {k: v if isinstance(v, str) else json.dumps(v)
                                    for k, v in props.items() if v is not None})
     model.producer_version = __version__
@@ -296,4 +357,5 @@ def build_onnx(graph: Graph, weights: Mapping[str, Any], *, fold_bn: bool = Fals
     return model
 
 
-__all__ = ["BATCH", "OPSET", "OnnxGraph", "build_onnx", "fold_plan", "output_kind"]
+__all__ = ["BATCH", "OPSET", "TO_PROBABILITIES", "OnnxGraph", "build_ensemble_onnx", "build_onnx",
+           "fold_plan", "member_transform", "output_kind"]

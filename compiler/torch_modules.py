@@ -138,3 +138,29 @@ class GRU(_SelectStep, nn.GRU):
     def __init__(self, *args, select: str = "last", **kwargs):
         super().__init__(*args, batch_first=True, **kwargs)
         self.select = select
+
+
+class KNN(nn.Module):
+    """k-nearest-neighbour vote over stored samples ``memory`` [M, F] with one-hot ``labels``
+    [M, C]: the fraction of the k nearest stored samples that vote for each class. Ties in
+    distance take the lower stored index first (a stable sort, as ONNX TopK does); for l2 the
+    ranking is ‖m‖² − 2x·m, i.e. ‖x − m‖² less the ‖x‖² that is the same for every m."""
+
+    def __init__(self, features: int, memory: int, classes: int, k: int, distance: str = "l2"):
+        super().__init__()
+        self.k, self.distance = k, distance
+        self.register_buffer("memory", torch.zeros(memory, features))
+        self.register_buffer("labels", torch.zeros(memory, classes))
+
+    @staticmethod
+    def votes(x: torch.Tensor, memory: torch.Tensor, labels: torch.Tensor, k: int,
+              distance: str = "l2") -> torch.Tensor:
+        if distance == "l2":
+            ranks = memory.square().sum(1) - 2 * x @ memory.T
+        else:
+            ranks = (x[:, None, :] - memory[None]).abs().sum(-1)
+        nearest = torch.sort(ranks, dim=1, stable=True).indices[:, :k]
+        return labels[nearest].mean(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.votes(x, self.memory, self.labels, self.k, self.distance)

@@ -138,9 +138,15 @@ def export(
     class names and normaliser. Raises DiagnosticError (spec) or CheckpointError (weights)."""
     from nnspec.api import load, model_names, open_spec
     from nnspec.runtime.checkpoint import atomic_write, load_weights
+    from nnspec.runtime.ensemble import ensemble_weights
     from nnspec.runtime.run import spec_hash
 
-    file, run = find_weights(weights) if weights is not None else (None, None)
+    members = ensemble_weights(Path(weights)) if weights is not None and Path(weights).is_dir() \
+        else None
+    if members is not None:  # an ensemble run: every member in one graph
+        file, run = None, Path(weights)
+    else:
+        file, run = find_weights(weights) if weights is not None else (None, None)
     metadata: dict[str, Any] = run_metadata(run) if run is not None else {}
     trained = _read_json(run / "ir.json") if run is not None else None
     if isinstance(trained, dict) and trained.get("name") in model_names(open_spec(spec)):
@@ -150,16 +156,42 @@ def export(
     compiled = load(spec, model, args)
     tensors: Mapping[str, Any] | None = None
     header: dict[str, str] = {}
-    if file is not None:
-        tensors, header = load_weights(file)
-    onnx_proto = onnx_model(compiled, tensors, fold_bn=fold_bn, metadata=metadata, source=file)
+    if members is not None:
+        onnx_proto, header = _ensemble_model(compiled, members, fold_bn=fold_bn,
+                                             metadata=metadata)
+    else:
+        if file is not None:
+            tensors, header = load_weights(file)
+        onnx_proto = onnx_model(compiled, tensors, fold_bn=fold_bn, metadata=metadata,
+                                source=file)
     trained_hash = header.get("spec_sha256")
     if trained_hash and trained_hash != spec_hash(compiled.loaded):
-        log(f"warning: `{file}` was trained from another version of the spec (its hash "
+        log(f"warning: `{file or run}` was trained from another version of the spec (its hash "
             "differs); the names and shapes agree")
     path = Path(out)
     atomic_write(path, lambda tmp: tmp.write_bytes(onnx_proto.SerializeToString()))
-    return Exported(path=path, model=onnx_proto, run=run, weights=file)
+    return Exported(path=path, model=onnx_proto, run=run, weights=file or run)
+
+
+def _ensemble_model(model: Model, members: list[Path], *, fold_bn: bool,
+                    metadata: dict[str, Any]) -> tuple[onnx.ModelProto, dict[str, str]]:
+    """The ONNX model of an ensemble run (compiler/onnx_build.py build_ensemble_onnx), each
+    member's weights checked against the spec; and the first member's header."""
+    from nnspec.compiler.onnx_build import build_ensemble_onnx
+    from nnspec.runtime.checkpoint import check_state_dict, load_weights
+    from nnspec.runtime.run import spec_hash
+
+    expected = expected_state(model.graph)
+    weights, headers = [], []
+    for path in members:
+        tensors, header = load_weights(path)
+        check_state_dict(expected, tensors, path)
+        weights.append(tensors)
+        headers.append(header)
+    props = {"spec_sha256": spec_hash(model.loaded), **metadata}
+    proto = build_ensemble_onnx(model.graph, weights, task=metadata.get("task"), fold_bn=fold_bn,
+                                metadata=props)
+    return proto, headers[0]
 
 
 __all__ = ["Exported", "export", "find_weights", "initial_weights", "onnx_model", "run_metadata"]

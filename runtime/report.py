@@ -124,11 +124,49 @@ def write_summary(
         for name, value in zip(names, iou_per_class(confusion), strict=True):
             lines.append(f"| {name} | {'absent' if np.isnan(value) else f'{value:.4f}'} |")
     if confusion is not None:
-        lines += ["", "## Confusion matrix (rows: true class, columns: predicted)", ""]
-        lines.append("| | " + " | ".join(names) + " |")
-        lines.append("| --- " * (len(names) + 1) + "|")
-        for name, row in zip(names, confusion, strict=True):
-            lines.append(f"| **{name}** | " + " | ".join(str(int(v)) for v in row) + " |")
+        lines += confusion_lines(confusion, names)
     lines += ["", "## Diagnosis", ""]
     lines += [f"- {finding}" for finding in diagnose(history, task)]
+    write_text(path, "\n".join(lines) + "\n")
+
+
+def confusion_lines(confusion: np.ndarray, names: Sequence[str], what: str = "") -> list[str]:
+    """A confusion matrix as a markdown section (``what``: whose, in the heading)."""
+    lines = ["", f"## Confusion matrix{what} (rows: true class, columns: predicted)", ""]
+    lines.append("| | " + " | ".join(names) + " |")
+    lines.append("| --- " * (len(names) + 1) + "|")
+    for name, row in zip(names, confusion, strict=True):
+        lines.append(f"| **{name}** | " + " | ".join(str(int(v)) for v in row) + " |")
+    return lines
+
+
+def write_ensemble_summary(
+    path: Path, *, model: str, recipe: str, members: Sequence[Mapping[str, Any]],
+    mean: Mapping[str, float], test: Mapping[str, float], combine: str,
+    confusion: np.ndarray | None, class_names: Sequence[str] | None, extra: Mapping[str, Any],
+) -> None:
+    """An ensemble's summary.md: each member's test metrics (``members``: seed, epochs run,
+    test), their mean, and the ensemble's (``test``: its averaged prediction, ``combine``);
+    each member's own report is in its folder."""
+    lines = [f"# {model}" + (f", recipe {recipe}" if recipe != model else "") + ": an ensemble of "
+             f"{len(members)}", "", f"Prediction: {combine}"]
+    lines += [f"{key}: {value}" for key, value in extra.items()]
+    keys = list(test) or list(mean)
+    shown = [k.removeprefix("test_") for k in keys]
+    lines += ["", "## Test set", "", "| | " + " | ".join(shown) + " |",
+              "| --- " * (len(keys) + 1) + "|"]
+    for m in members:
+        cells = " | ".join(f"{m['test'][k]:.4f}" if k in m["test"] else "-" for k in keys)
+        lines.append(f"| member {m['member']} (seed {m['seed']}, {m['epochs_run']} epochs) | "
+                     f"{cells} |")
+    lines.append("| mean of the members | " + " | ".join(
+        f"{mean[k]:.4f}" if k in mean else "-" for k in keys) + " |")
+    lines.append("| **ensemble** | " + " | ".join(f"**{test[k]:.4f}**" for k in keys) + " |")
+    if "test_loss" in test:
+        lines += ["", "The ensemble's loss is that of its averaged prediction (for a classifier: "
+                  "the cross-entropy of the mean probabilities)."]
+    if confusion is not None:
+        names = list(class_names or [str(i) for i in range(len(confusion))])
+        lines += confusion_lines(confusion, names, " of the ensemble")
+    lines += ["", "Each member's curves, diagnosis and weights: members/<k>/."]
     write_text(path, "\n".join(lines) + "\n")

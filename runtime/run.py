@@ -8,8 +8,10 @@
     RUN/classes.json   the class names of the data, when it has them (reused by inference)
     RUN/curves.png, RUN/summary.md, RUN/test.json
     RUN/solver.json    `solver normal_equation`: θ in float64, rank and condition of [1 X]
+    RUN/cv.json, RUN/knn.json  `solver knn`: each k's cross-validation accuracies, what was stored
     RUN/distributed.json  with many processes: their number, backend, batch per process, and a
                           checksum of every rank's final parameters ("ranks_equal")
+    RUN/members/<k>/, RUN/ensemble.json  `ensemble n`: a run directory per member (runtime/ensemble.py)
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from nnspec.spec.loader import Loaded
 from nnspec.spec.recipe_ir import Recipe
 
 from . import checkpoint as ckpt
-from . import distributed
+from . import distributed, knn
 from .data import Dataset
 from .prepare import PreparedData, load_dataset, prepare
 from .train import Run, Trainer, TrainingError
@@ -77,6 +79,14 @@ def run_training(
                             help="--nproc 1 (the default) trains in this process")
     launch = distributed.from_environment()
     requested = device or recipe.device
+    if recipe.ensemble is not None:
+        from .ensemble import check_supported
+
+        check_supported(recipe, resume=resume, stop_after=stop_after, nproc=nproc,
+                        launched=launch is not None)
+    if recipe.solver == "knn" and (launch is not None or (nproc or 1) > 1):
+        raise TrainingError("`solver knn` stores the training split in one process: there is "
+                            "nothing to distribute", help="train it without --nproc or torchrun")
     if launch is not None:
         if nproc is not None and nproc != 1:
             raise TrainingError(
@@ -89,7 +99,17 @@ def run_training(
     kind = distributed.resolve_device(requested, nproc) if nproc is not None and nproc > 1 else None
     # the data is checked before anything is written: a bad data file leaves no half run
     data = prepare(recipe, graph, load_dataset(recipe, base_dir, dataset))
+    if recipe.ensemble is not None:  # n members, one after the other: runtime/ensemble.py
+        from .ensemble import train_ensemble
+
+        return train_ensemble(loaded, graph, recipe, data, out=out, spec_hash=hash_,
+                              device=requested, amp=amp, compile=compile, progress=progress,
+                              log=log)
+    cv = None
+    if recipe.solver == "knn":  # k by cross-validation, before the IR is written: runtime/knn.py
+        graph, cv = knn.cross_validate(loaded, graph, recipe, data, log)
     directory = open_run_directory(loaded, graph, recipe, data, out=out, resume=resume)
+    knn.write_cv(directory, cv)
     job = Job(graph=graph, recipe=recipe, data=data, directory=directory, spec_hash=hash_,
               device=kind or requested, amp=amp, compile=compile, progress=progress,
               stop_after=stop_after, resume=resume is not None)

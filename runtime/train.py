@@ -37,6 +37,7 @@ from . import checkpoint as ckpt
 from . import distributed
 from .augment import generator_for
 from .init import initialise
+from .knn import fit_epoch
 from .objectives import LOSSES, MetricSums, predictions
 from .optim import apply_max_norm, clip_gradients, make_optimizer, penalised_weights, penalty
 from .prepare import PreparedData
@@ -149,6 +150,8 @@ class Trainer:
         plan, data = self.plan, self.data
         if plan.solver == "normal_equation":
             return solve_epoch(self)  # θ in closed form: the run's one epoch (runtime/solver.py)
+        if plan.solver == "knn":
+            return fit_epoch(self)  # store the training split: the run's one epoch (runtime/knn.py)
         self.module.train()
         for group in self.optimizer.param_groups:
             group["lr"] = plan.lr_at(epoch) * group.get("lr_scale", 1.0)  # lr_groups: α_g(e)

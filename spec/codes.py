@@ -215,8 +215,8 @@ BAD_ASSERT = _code("E4003", "invalid assertion", """
 RECIPE_SETTING = _code("E5001", "unknown recipe setting", """
     A line of a `train` block names no setting. The settings are: data, split, batch,
     epochs, loss, target, optimizer, schedule, regularize, init, clip, augment, early_stop,
-    metrics, seed, device, solver, freeze, lr_groups. Each may be given once. `nnspec check`
-    suggests the closest name.
+    metrics, seed, device, solver, freeze, lr_groups, ensemble. Each may be given once.
+    `nnspec check` suggests the closest name.
 """)
 RECIPE_MISSING = _code("E5002", "missing recipe setting", """
     A recipe needs at least `data` (what to fit) and `loss` (what to minimise); every other
@@ -237,10 +237,10 @@ RECIPE_CHOICE = _code("E5003", "unknown recipe choice", """
 RECIPE_VALUE = _code("E5004", "invalid recipe value", """
     A hyperparameter has the wrong type or lies outside its range: a learning rate must be
     > 0, momentum and Adam betas in [0, 1), eps > 0, epochs, batch and patience >= 1, a
-    probability in [0, 1], a seed >= 0. Values are constants (numbers, true/false, strings,
-    names such as `full`, tuples); arithmetic such as `1/3` or `2**-10` is allowed. Some
-    values are checked against each other: cosine's min_lr below the learning rate, a
-    warm-up shorter than the run.
+    probability in [0, 1], a seed >= 0, an ensemble of 2 to 64 members. Values are
+    constants (numbers, true/false, strings, names such as `full`, tuples); arithmetic such
+    as `1/3` or `2**-10` is allowed. Some values are checked against each other: cosine's
+    min_lr below the learning rate, a warm-up shorter than the run.
 """)
 RECIPE_SPLIT = _code("E5005", "invalid split", """
     `split train / val / test` gives the fractions of the data for training, validation and
@@ -289,7 +289,7 @@ NO_RECIPE = _code("E5012", "no recipe to load", """
     The file has no `train` block, several (choose one by name), or none of the given name.
     A recipe is named by `train Model as name { ... }`, else by its model's name.
 """)
-RECIPE_SOLVER = _code("E5013", "the normal equation does not apply", """
+RECIPE_SOLVER = _code("E5013", "the solver does not fit the model", """
     `solver normal_equation` fits θ = (XᵀX)⁻¹Xᵀy in closed form (a least-squares solve, never
     an explicit inverse) instead of descending the gradient. That minimiser exists only for
     a linear model under the squared error: the model must be one `linear` layer (after an
@@ -305,6 +305,14 @@ RECIPE_SOLVER = _code("E5013", "the normal equation does not apply", """
             loss   mse
             solver normal_equation
         }
+
+    `solver knn` fits k nearest neighbours by storing the training split in the model's one
+    `knn` layer, which must be the output, after layers without weights; its `memory` must
+    equal the size of the training split (the help gives the number), and a `knn` layer
+    cannot be trained by any other solver. It needs class labels (no regression data, no
+    `target input`) and refuses random augmentations and ensembles. `cv kfold(5, k=(...))`
+    chooses the model argument `k` by cross-validation: the model needs a parameter `k`,
+    every listed k must fit the samples a fold stores, and `cv` needs `solver knn`.
 """)
 RECIPE_PARAMS = _code("E5014", "parameter pattern does not fit the model", """
     `freeze`, `lr_groups` and `init from(..., match=...)` name parameters by glob patterns
@@ -336,7 +344,9 @@ RECIPE_NO_EFFECT = _code("W5002", "recipe setting without effect", """
     mini-batch size, a batch larger than the training set, an init for an op kind the model
     does not have, the settings of gradient descent (optimizer, schedule, batch, epochs,
     clip, early_stop, init, lr_groups) with `solver normal_equation`, which solves in one
-    step, a learning-rate group whose parameters are all frozen.
+    step, a learning-rate group whose parameters are all frozen, an ensemble without a test
+    part (never compared with its members), or of identical members (`solver
+    normal_equation` without `bagging`).
 """)
 INIT_MISMATCH = _code("W5003", "init scheme does not suit the model", """
     zeros (or any constant) starts every unit of a layer equal, and they stay equal: the

@@ -31,8 +31,10 @@ from .recipe_ir import (
     CLASSIFICATION_LOSSES,
     AugmentSpec,
     ClipSpec,
+    CvSpec,
     DataSpec,
     EarlyStopSpec,
+    EnsembleSpec,
     InitSpec,
     LrGroup,
     OptimizerSpec,
@@ -44,9 +46,11 @@ from .recipe_ir import (
 from .recipe_tables import (
     AUGMENTS,
     CLIPS,
+    CV,
     DATA,
     EARLY_STOP,
     ELSEWHERE,
+    ENSEMBLE,
     EXAMPLES,
     FRACTION,
     FREEZE,
@@ -69,7 +73,8 @@ DEFAULTS: dict[str, Any] = {
     "split": (0.8, 0.1, 0.1), "epochs": 10, "target": "labels", "optimizer":
     OptimizerSpec(kind="sgd", lr=0.01), "schedule": None, "regularize": (), "init": InitSpec(),
     "clip": None, "augment": (), "early_stop": None, "seed": 0, "device": "auto",
-    "solver": "gradient", "freeze": (), "lr_groups": (),
+    "solver": "gradient", "freeze": (), "lr_groups": (), "ensemble": None,
+    "cv": None,
 }  # batch (32; full with gd) and metrics (by the loss) are filled in by `fill_defaults`
 _PARAM_TYPES = {
     "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
@@ -213,7 +218,11 @@ class RecipeBuilder(Checks):
                 self.spans[name] = _join(setting.args[0].span, setting.args[-1].span)
                 self.values[name] = getattr(self, f"_s_{name}")(setting)
         for required in ("data", "loss"):
-            if required not in self.given:
+            if required == "loss" and self.values.get("solver") == "knn":
+                # a vote has no loss; nll on the vote fractions p is what gets reported:
+                # −mean p_y, minus the mean share of the k neighbours voting for the truth
+                self.values["loss"] = "nll"
+            elif required not in self.given:
                 self._err(codes.RECIPE_MISSING, f"recipe `{self.name}` has no `{required}`",
                           self.train.model_span, f"`{required}` missing",
                           help=f"add a line `{EXAMPLES[required]}`")
@@ -551,6 +560,33 @@ class RecipeBuilder(Checks):
         return EarlyStopSpec(patience=v["patience"], monitor=v["monitor"], min_delta=v["min_delta"],
                              mode="max" if v["monitor"] == "val_accuracy" else "min")
 
+    def _s_ensemble(self, setting: ast.Setting) -> Any:
+        bound = bind(ENSEMBLE, setting.args, self.spans["ensemble"], self.diags,
+                     what="`ensemble`")
+        if bound is None:
+            return POISON
+        return EnsembleSpec(members=bound.values["members"], mode=bound.values["mode"])
+
+    def _s_cv(self, setting: ast.Setting) -> Any:
+        chosen = self._choice(self._one(setting), {"kfold": CV}, "cross-validation")
+        if chosen is None:
+            return POISON
+        _, bound = chosen
+        values = bound.values["k"] if isinstance(bound.values["k"], tuple) else (bound.values["k"],)
+        # "numbers" reads every value as a float (its range [1, inf) is checked): 3.0 is 3
+        wrong = next((v for v in values if not float(v).is_integer()), None)
+        if wrong is not None:
+            self._err(codes.RECIPE_VALUE, f"`k` takes whole numbers of neighbours, got {wrong:g}",
+                      bound.spans["k"], "not an integer", help="e.g. `k=(1, 3, 5, 7)`")
+            return POISON
+        values = tuple(int(v) for v in values)
+        if len(set(values)) != len(values):
+            self._err(codes.DUPLICATE, "a value of `k` is given twice", bound.spans["k"],
+                      "repeated", help=f"list each once: k={tuple(sorted(set(values)))}")
+            return POISON
+        self.items["cv"] = [bound.spans["folds"], bound.spans["k"]]
+        return CvSpec(folds=bound.values["folds"], k=values)
+
     def _s_metrics(self, setting: ast.Setting) -> Any:
         seen: dict[str, Span] = {}
 
@@ -576,8 +612,8 @@ class RecipeBuilder(Checks):
         v = self.values
         for key, value in DEFAULTS.items():
             v.setdefault(key, value)
-        if v["solver"] == "normal_equation":
-            # one exact solve on the whole training split: one "epoch", no batches
+        if v["solver"] in ("normal_equation", "knn"):
+            # one exact solve (or storing the split) on the whole training split: one "epoch"
             v["epochs"], v["batch"] = 1, None
         if "batch" not in v:
             gd = v["optimizer"] is not POISON and v["optimizer"].kind == "gd"
@@ -592,6 +628,6 @@ class RecipeBuilder(Checks):
             return None
         keys = ("data", "split", "batch", "epochs", "loss", "target", "optimizer", "schedule",
                 "regularize", "init", "clip", "augment", "early_stop", "metrics", "seed", "device",
-                "solver", "freeze", "lr_groups")
+                "solver", "freeze", "lr_groups", "ensemble", "cv")
         return Recipe(name=self.name, model=self.train.model, model_args=model_args,
                       span=self.train.span, **{k: self.values[k] for k in keys})

@@ -148,7 +148,7 @@ class Checks:
         loss, data, target = v["loss"], v["data"], v["target"]
         if self._ok("loss", "target", "metrics") and "metrics" in self.given:
             self._check_metrics(loss, target)
-        if self._ok("loss", "target"):
+        if self._ok("loss", "target") and v["solver"] != "knn":  # knn: _check_knn_settings
             if target == "input" and loss in CLASS_SCORES:
                 self._err(codes.RECIPE_TASK, f"`target input` reconstructs the input, but {loss} "
                           "needs class labels", self.spans.get("loss"), "needs class labels",
@@ -156,12 +156,34 @@ class Checks:
                 v["loss"] = POISON  # the loss is wrong: the model checks would only echo it
             elif target == "labels" and data is not POISON and data.task is not None:
                 self._check_task(loss, data)
+        if self._ok("ensemble", "solver", "split") and v["ensemble"] is not None:
+            self._check_ensemble()
+        if "cv" in self.given and v["solver"] not in ("knn", POISON):
+            self._err(codes.RECIPE_SOLVER, f"`cv` chooses k for `solver knn`, but the solver is "
+                      f"{v['solver']}", self.spans["cv"], "kNN only",
+                      help="add `solver knn`, or remove `cv`")
         if self.values["solver"] == "normal_equation":
             self._check_solver()  # instead of the checks of gradient descent: it has none
+        elif self.values["solver"] == "knn":
+            self._check_knn_settings()  # nor has storing the training split
         else:
             self._check_early_stop()
             self._check_schedule()
             self._check_batch()
+
+    def _check_ensemble(self) -> None:
+        ensemble, span = self.values["ensemble"], self.spans["ensemble"]
+        if self.values["solver"] == "normal_equation" and ensemble.mode == "seeds":
+            # one exact solve ignores the seed: every member would be the same θ
+            self._warn(codes.RECIPE_NO_EFFECT, f"the {ensemble.members} members of a normal-"
+                       "equation ensemble are identical: the closed form does not depend on the "
+                       "seed", span, "identical members",
+                       help=f"write `ensemble {ensemble.members}, bagging` to solve each on its "
+                       "own bootstrap sample")
+        if self.values["split"][2] == 0:
+            self._warn(codes.RECIPE_NO_EFFECT, "the split has no test part: the ensemble is "
+                       "trained but never compared with its members", span, "not evaluated",
+                       help="give the test part a fraction, e.g. `split 0.7 / 0.15 / 0.15`")
 
     def _check_solver(self) -> None:
         """Settings the closed form cannot honour are errors; those it ignores, warnings."""
@@ -282,7 +304,11 @@ class Checks:
         inp, out = graph.inputs[0], graph.outputs[0]
         last = next((n for n in graph.nodes if n.name == out.value), None)
         self._check_data(graph, inp)
-        self._check_loss(graph, inp, out, last)
+        knn = [n for n in graph.nodes if n.op == "knn"]
+        if knn or self.values["solver"] == "knn":
+            self._check_knn(graph, knn, last)  # a vote: no loss to check against the output
+        else:
+            self._check_loss(graph, inp, out, last)
         self._check_augment(graph, inp)
         self._check_init(graph)
         if self.values["solver"] == "normal_equation":
@@ -539,6 +565,126 @@ class Checks:
                               "epoch, but the normal equation solves once, on the data as it is",
                               aug_span, "random", help="remove it, or use `solver gradient`")
 
+    # == k nearest neighbours: `solver knn` ==============================================
+    def _check_knn_settings(self) -> None:
+        """kNN stores the training split and votes: it reads class labels, has no loss, and
+        the settings of descent do nothing (warnings); `cv` chooses k (checked per model)."""
+        span, v = self.spans["solver"], self.values
+        if v["target"] == "input":
+            self._err(codes.RECIPE_SOLVER, "kNN votes for the class labels of its neighbours, but "
+                      "`target input` reconstructs the input", self.spans.get("target"),
+                      "no labels", secondary=[(span, "solver knn")],
+                      help="remove `target input`, or use `solver gradient`")
+        data = v["data"]
+        if data is not POISON and data.task == "regression":
+            self._err(codes.RECIPE_SOLVER, f"kNN here classifies by a vote, but {data.kind} is a "
+                      "regression set (a number per sample)", self.spans.get("data"),
+                      "regression data", secondary=[(span, "solver knn")],
+                      help="use a classification data set, or `solver normal_equation` for a "
+                      "linear regression")
+        if self._ok("ensemble") and v.get("ensemble") is not None:
+            self._err(codes.RECIPE_SOLVER, "an ensemble of kNN classifiers is not supported: "
+                      "every member would store the same training split", self.spans["ensemble"],
+                      "identical members", secondary=[(span, "solver knn")],
+                      help="remove `ensemble`; choose k by `cv kfold(5, k=(1, 3, 5, 7))`")
+        if self._ok("augment"):
+            for aug, aug_span in zip(v["augment"], self.items.get("augment", [])):
+                if aug.kind in IMAGE_AUGMENTS:
+                    self._err(codes.RECIPE_SOLVER, f"{aug.kind} draws a random transform, but kNN "
+                              "stores the training split once, as it is", aug_span, "random",
+                              secondary=[(span, "solver knn")],
+                              help="remove it, or use `solver gradient`")
+        for name in ("loss", *DESCENT_SETTINGS, "regularize", "freeze"):
+            if name in self.given and name in self.spans:
+                self._warn(codes.RECIPE_NO_EFFECT, f"`{name}` has no effect with `solver knn`: "
+                           "the training split is stored, not fitted", self.spans[name],
+                           "ignored", help="remove it; kNN's one choice is k (`cv kfold(...)`)")
+
+    def _check_knn(self, graph: Graph, knn: list[Node], last: Node | None) -> None:
+        """`knn` layers need `solver knn`, and `solver knn` needs one `knn` layer as the output
+        after layers without weights (what it stores are the features that layer sees), with
+        `memory` = the size of the training split, and classes = the data's."""
+        solver, name = self.values["solver"], graph.name
+        chain = " -> ".join(n.op for n in graph.nodes) or "no layer"
+        at = [(knn[0].span, "stores the training split")] if knn else []
+        if solver != "knn":
+            if solver is not POISON:
+                self._err(codes.RECIPE_SOLVER, f"`{name}` has a `knn` layer, which stores the "
+                          f"training split: it is not trained by {solver}",
+                          self.spans.get("solver") or self.spans.get("optimizer"), "not kNN",
+                          secondary=at, help="write `solver knn` (no loss or optimizer needed)")
+            return
+        span = self.spans["solver"]
+        weighted = next((n for n in graph.nodes if n.op != "knn" and (n.params or n.buffers)),
+                        None)
+        problem = None
+        if len(knn) != 1:
+            problem = (f"`solver knn` fills one `knn` layer, but `{name}` has {len(knn) or 'no'} "
+                       f"`knn` layer{'s' if len(knn) != 1 else ''}", knn[1] if knn else None,
+                       "a second knn")
+        elif last is not knn[0]:
+            problem = (f"`solver knn` needs the `knn` layer as the output, but `{name}` ends in "
+                       f"`{last.op if last is not None else 'its input'}`", last, "after knn")
+        elif weighted is not None:
+            problem = (f"`solver knn` trains no weights, but `{name}` has `{weighted.op}`, which "
+                       "has some", weighted, "untrained weights")
+        if problem is not None:
+            message, node, label = problem
+            self._err(codes.RECIPE_SOLVER, message, span, "solver knn",
+                      secondary=[(node.span, label)] if node is not None else [],
+                      notes=[f"`{name}`: {chain}"], help="a kNN model is `x -> flatten -> "
+                      "knn(k, classes=C, memory=M) -> output` (or `x -> knn(...)` on [F] features)")
+            return
+        layer = knn[0]
+        data, split = self.values["data"], self.values["split"]
+        classes, memory = layer.attrs["classes"], layer.attrs["memory"]
+        if data is not POISON and data.classes is not None and data.classes != classes:
+            self._err(codes.RECIPE_LOSS, f"{data.kind} has {data.classes} classes but `{name}`'s "
+                      f"knn votes among {classes}", self.spans["data"], f"{data.classes} classes",
+                      secondary=[(layer.span, f"classes={classes}")],
+                      help=f"write knn(..., classes={data.classes})")
+        if data is POISON or split is POISON or data.samples is None:
+            return  # data known only when read: runtime/knn.py checks `memory` then
+        if data.task == "regression":
+            return  # already an error (_check_knn_settings): sizes would only add noise
+        if not self._ok("seed"):
+            return
+        stored = training_size(data.samples, split, self.values["seed"])
+        where = f"{split[0]:g} of the {data.samples:,} samples of {data.kind}"
+        if memory != stored:
+            self._err(codes.RECIPE_SOLVER, f"`{name}`'s knn stores {memory} samples, but the "
+                      f"training split holds {stored} ({where})", layer.span,
+                      f"memory={memory}", secondary=[(self.spans.get("split") or
+                                                      self.spans["data"], "the training split")],
+                      help=f"write memory={stored}")
+        cv = self.values.get("cv")
+        if cv in (None, POISON):
+            return
+        self._check_cv(graph, cv, stored, where)
+
+    def _check_cv(self, graph: Graph, cv: Any, stored: int, where: str) -> None:
+        """Each fold trains on ⌊stored·(folds − 1)/folds⌋ samples or one more: every k listed
+        must fit the smallest, and the model must take the argument `k` the search sets."""
+        folds_span, k_span = self.items["cv"]
+        params = list(graph.args)  # every parameter of the model, defaults filled in
+        if "k" not in params:
+            self._err(codes.RECIPE_SOLVER, f"`cv` chooses the model argument `k`, but "
+                      f"`{graph.name}` has no parameter `k`", k_span, "no such argument",
+                      notes=[f"parameters: {', '.join(params) or 'none'}"],
+                      help=f"declare `model {graph.name}(k: int = 5, ...)` and write `knn(k, ...)`")
+        if cv.folds > stored:
+            self._err(codes.RECIPE_SOLVER, f"{cv.folds} folds need at least {cv.folds} training "
+                      f"samples, but the split holds {stored} ({where})", folds_span, "too many")
+            return
+        smallest = stored - -(-stored // cv.folds)  # a fold leaves out at most ⌈stored/folds⌉
+        big = [k for k in cv.k if k > smallest]
+        if big:
+            self._err(codes.RECIPE_SOLVER, f"k = {big[0]} neighbours, but a fold of {cv.folds}-"
+                      f"fold cross-validation stores only {smallest} samples", k_span,
+                      f"k={big[0]}", notes=[f"the training split holds {stored} ({where}); each "
+                                            f"fold leaves out up to {stored - smallest}"],
+                      help=f"list k <= {smallest}")
+
     # == parameter patterns: freeze, lr_groups, init from ================================
     def _check_params(self, graph: Graph) -> None:
         state, params = state_shapes(graph), state_shapes(graph, buffers=False)
@@ -634,6 +780,15 @@ class Checks:
                       matched[name], "shapes differ", secondary=[(path_span, "weights from here")],
                       help=f"leave `{layer}` out of `match` to keep its initialisation (a new "
                       f"head): {narrow}" if narrow else f"leave `{layer}` out of `match`")
+
+
+def training_size(samples: int, split: tuple[float, ...], seed: int) -> int:
+    """The size of the training split exactly as training draws it (runtime/data.py
+    split_indices: the largest remainder of n·fraction, ties broken by the seeded draw; the
+    totals do not depend on the labels). runtime/data.py imports numpy only, not torch."""
+    from nnspec.runtime.data import split_indices
+
+    return len(split_indices(samples, split, seed=seed, stratify=False)[0])
 
 
 def _names_note(names: Iterable[str], what: str = "names") -> str:

@@ -177,6 +177,29 @@ class EarlyStopSpec(BaseModel):
     min_delta: float = 0.0
 
 
+class EnsembleSpec(BaseModel):
+    """`ensemble 5` / `ensemble 5, bagging`: ``members`` copies of the model, member k
+    (zero-based) trained with seed = the recipe's seed + k on the same split; ``bagging``:
+    each on its own bootstrap sample of the training split. Their predictions are averaged
+    (probabilities for classifiers, outputs for regression: runtime/ensemble.py)."""
+
+    model_config = _FROZEN
+
+    members: int
+    mode: Literal["seeds", "bagging"] = "seeds"
+
+
+class CvSpec(BaseModel):
+    """`cv kfold(folds, k=(...))`: the model argument ``k`` is chosen among ``k`` by
+    ``folds``-fold cross-validation on the training split (stratified, seeded by the recipe's
+    seed): the value of best mean validation accuracy, the smallest on a tie (runtime/knn.py)."""
+
+    model_config = _FROZEN
+
+    folds: int
+    k: tuple[int, ...]
+
+
 class Recipe(BaseModel):
     """One ``train`` block, checked against its model and complete."""
 
@@ -202,17 +225,21 @@ class Recipe(BaseModel):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # normal_equation: θ by least squares on the training split, one "epoch" (runtime/solver.py)
-    solver: Literal["gradient", "normal_equation"] = "gradient"
+    # knn: store the training split in the `knn` layer, k chosen by `cv` (runtime/knn.py)
+    solver: Literal["gradient", "normal_equation", "knn"] = "gradient"
     freeze: tuple[str, ...] = ()  # glob patterns of state names kept as initialised (or loaded)
     lr_groups: tuple[LrGroup, ...] = ()
+    ensemble: EnsembleSpec | None = None
+    cv: CvSpec | None = None  # solver knn only
     span: Span
 
     @model_validator(mode="before")
     @classmethod
     def _one_solve(cls, data: Any) -> Any:
         """A closed-form run is one exact solve: one epoch, the whole split, whatever an
-        override (`nnspec train --epochs`) asks; solving again would give the same θ."""
-        if isinstance(data, dict) and data.get("solver") == "normal_equation":
+        override (`nnspec train --epochs`) asks; solving again would give the same θ. So is
+        storing the training split for `solver knn`."""
+        if isinstance(data, dict) and data.get("solver") in ("normal_equation", "knn"):
             data = {**data, "epochs": 1, "batch": None}
         return data
 
@@ -236,9 +263,15 @@ class Recipe(BaseModel):
         if self.solver == "normal_equation":
             return (f"recipe {self.name}: {self.model} on {self.data.kind}, {self.loss}, "
                     "normal equation (least squares, closed form)")
+        if self.solver == "knn":
+            chosen = f", k by {self.cv.folds}-fold cross-validation among {list(self.cv.k)}" \
+                if self.cv is not None else ""
+            return f"recipe {self.name}: {self.model} on {self.data.kind}, k nearest neighbours{chosen}"
+        members = "" if self.ensemble is None else \
+            f", an ensemble of {self.ensemble.members} ({self.ensemble.mode})"
         return (
             f"recipe {self.name}: {self.model} on {self.data.kind}, {self.loss}, "
-            f"{self.optimizer.kind}({hp}), {self.epochs} epochs, {batch}"
+            f"{self.optimizer.kind}({hp}), {self.epochs} epochs, {batch}{members}"
         )
 
 

@@ -91,7 +91,11 @@ WEIGHTS_FROM = Signature("from", (P("path", "str"), P("match", "patterns", "*", 
 # `lr_groups group("features.*", lr=1e-4)`: the parameters a pattern matches, at their own lr
 LR_GROUP = Signature("group", (P("match", "patterns"), P("lr", "float", REQUIRED, _INF, kw=True)))
 FREEZE = P("pattern", "patterns")
-SOLVERS = ("gradient", "normal_equation")
+SOLVERS = ("gradient", "normal_equation", "knn")
+# `cv kfold(5, k=(1, 3, 5, 7))`: the model argument `k` chosen by k-fold cross-validation on
+# the training split (`solver knn`: runtime/knn.py)
+CV = Signature("kfold", (P("folds", "int", REQUIRED, "[2, inf)"),
+                         P("k", "numbers", REQUIRED, "[1, inf)", kw=True)))
 CLIPS = _sigs(*(Signature(k, (P("value", "float", REQUIRED, _INF),)) for k in ("norm", "value")))
 AUGMENTS = _sigs(
     Signature("flip", (P("direction", "name", "horizontal", choices=("horizontal", "vertical")),
@@ -110,6 +114,10 @@ EARLY_STOP = Signature("early_stop", (
     P("monitor", "name", "val_loss", kw=True, choices=MONITORS),
     P("min_delta", "float", 0.0, "[0, inf)", kw=True),
 ))
+# `ensemble 5` / `ensemble 5, bagging`: the members differ by seed only, or also by the
+# bootstrap sample of the training split each one sees; at most 64 (one ONNX graph holds all)
+ENSEMBLE = Signature("ensemble", (P("members", "int", REQUIRED, "[2, 64]"),
+                                  P("mode", "name", "seeds", choices=("seeds", "bagging"))))
 FRACTION = P("fraction", "float", range="[0, 1]")
 SCALARS = {
     "batch": P("batch", "int", 32, "[1, inf)"),
@@ -130,6 +138,7 @@ EXAMPLES = {
     "early_stop": "early_stop patience=5", "metrics": "metrics accuracy", "seed": "seed 0",
     "device": "device auto", "solver": "solver normal_equation",
     "freeze": 'freeze "features.*"', "lr_groups": 'lr_groups group("features.*", lr=1e-4)',
+    "ensemble": "ensemble 5, bagging", "cv": "cv kfold(5, k=(1, 3, 5, 7))",
 }
 SETTINGS = tuple(EXAMPLES)
 # where a name belongs when it is used in the wrong setting (`loss adam`)
@@ -144,6 +153,7 @@ ELSEWHERE = {
     **{k: "a solver: `solver ...`" for k in SOLVERS},
     "from": 'weights to start from: `init from("run/", match="...")`',
     "group": "a learning-rate group: `lr_groups group(...)`",
+    "kfold": "cross-validation: `cv kfold(5, k=(1, 3, 5, 7))`",
 }
 
 # -- the built-in data sets ---------------------------------------------------------------------

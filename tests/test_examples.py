@@ -33,6 +33,7 @@ EXPECTED: dict[str, tuple[str, int, tuple[int, ...]]] = {
     "lstm_classifier.nn": ("DigitsLSTM", 19_594, (10,)),
     "linreg.nn": ("LinReg", 11, (1,)),
     "digits_cnn.nn": ("DigitsCNN", 30_762, (10,)),
+    "knn_digits.nn": ("KNNDigits", 0, (10,)),  # buffers: 1,437 · (64 + 10)
 }
 
 

@@ -254,7 +254,8 @@ def test_settings_of_gradient_descent_warn_that_they_do_nothing():
 def test_solver_names():
     (diag,) = diagnostics("Lin", "data diabetes", "loss mse", "solver normal")
     assert (diag.code, diag.message, diag.help) == (
-        codes.RECIPE_VALUE, "`solver` must be one of `gradient`, `normal_equation`, got `normal`",
+        codes.RECIPE_VALUE,
+        "`solver` must be one of `gradient`, `normal_equation`, `knn`, got `normal`",
         "did you mean `normal_equation`?")
     (diag,) = diagnostics("Lin", "data diabetes", "loss mse", "optimizer normal_equation")
     assert diag.help == "`normal_equation` is a solver: `solver ...`"

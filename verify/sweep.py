@@ -227,6 +227,10 @@ class SampleRun:
     def _gradient(self, module: Any, arrays: list[np.ndarray], types: list[TensorType]) -> None:
         import torch
 
+        if not self.cls.differentiable:  # knn: a vote of the nearest samples, a step function
+            self.result("gradient", True, "piecewise constant in its input (no gradient to "
+                        "check)", status="skip")
+            return
         tol = tolerance("gradient", self.cls.kind)
         double = _double_copy(module).train()
         xs = [torch.from_numpy(a.copy()) for a in arrays]

@@ -4,6 +4,7 @@ from . import (
     activation,  # noqa: F401
     conv,  # noqa: F401  (importing a family registers its ops)
     linear,  # noqa: F401
+    neighbors,  # noqa: F401
     norm,  # noqa: F401
     pool,  # noqa: F401
     recurrent,  # noqa: F401

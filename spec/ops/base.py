@@ -133,6 +133,9 @@ class Op(BaseModel):
     shown_defaults: ClassVar[dict[str, str]] = {}  # how a signature shows a derived default
     samples: ClassVar[tuple[Sample, ...]] = ()  # what verify/ runs; every op needs one
     bad_samples: ClassVar[tuple[BadSample, ...]] = ()  # misuses and their diagnostic codes
+    # False: the output is piecewise constant in the input (a vote), so the sweep's gradient
+    # check has nothing to compare (autograd has no path, differences are 0 or a jump)
+    differentiable: ClassVar[bool] = True
 
     # -- the rules --------------------------------------------------------------------
     def infer(self, inputs: Sequence[TensorType]) -> TensorType:
