@@ -77,7 +77,7 @@ def nnspec_loop(epochs: int) -> tuple[float, float]:
     return samples / run.extra["fit_seconds"], samples / run.extra["fit_cpu_seconds"]
 
 
-def forward_backward(module: nn.Module, x: torch.Tensor, steps: int = 30) -> float:
+def forward_backward(module: nn.Module, x: torch.Tensor, steps: int = 100) -> float:
     module.train()
     for _ in range(3):
         module(x).sum().backward()
