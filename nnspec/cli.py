@@ -339,17 +339,12 @@ def export(
     """Export a model with trained weights to ONNX (opset 21, eval mode, dynamic batch);
     from a run directory the metadata carries the class names, task and input normaliser."""
     from nnspec.exporting import export as run
-    from nnspec.runtime.checkpoint import CheckpointError
 
     args = _assignments(set_)
     try:
-        result = run(file, weights, output, model=model, args=args or None, fold_bn=fold_bn,
-                     log=lambda line: err.print(line, markup=False))
-    except DiagnosticError as exc:
-        _print_diagnostics(list(exc.diagnostics), exc.sources)
-        raise typer.Exit(1) from None
-    except CheckpointError as exc:
-        _error(exc.message, exc.help)
+        with _user_errors():
+            result = run(file, weights, output, model=model, args=args or None, fold_bn=fold_bn,
+                         log=lambda line: err.print(line, markup=False))
     except OSError as exc:
         _error(f"cannot write `{output}`: {exc.strerror or exc}")
     props = {p.key: p.value for p in result.model.metadata_props}
@@ -366,6 +361,25 @@ def _error(message: str, help: str | None = None) -> NoReturn:
     if help:
         err.print(f"  = help: {help}", markup=False)
     raise typer.Exit(1)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """A bad spec, data file, checkpoint or training run: its located message, exit 1."""
+    from nnspec.runtime.checkpoint import CheckpointError
+    from nnspec.runtime.data import DataError
+    from nnspec.runtime.train import TrainingError
+
+    try:
+        yield
+    except DiagnosticError as exc:
+        _print_diagnostics(list(exc.diagnostics), exc.sources)
+        raise typer.Exit(1) from None
+    except DataError as exc:
+        err.print(exc.render(), markup=False)
+        raise typer.Exit(1) from None
+    except (TrainingError, CheckpointError) as exc:
+        _error(exc.message, exc.help)
 
 
 @app.command()
@@ -459,9 +473,6 @@ def train(
         "each); the recipe's batch is the global batch")] = None,
 ) -> None:
     """Train a spec's model by its recipe; write a run directory with weights and reports."""
-    from nnspec.runtime.checkpoint import CheckpointError
-    from nnspec.runtime.data import DataError
-    from nnspec.runtime.train import TrainingError
     from nnspec.training import train as run
 
     if device not in (None, "auto", "cpu", "cuda"):
@@ -470,21 +481,10 @@ def train(
     if nproc is not None and nproc < 1:
         err.print(f"error: --nproc must be at least 1, got {nproc}", markup=False)
         raise typer.Exit(2)
-    try:
+    with _user_errors():
         result = run(file, recipe, data=data, epochs=epochs, out=out, device=device, amp=amp,
                      compile=compile_, resume=resume, progress=out_is_terminal(),
                      log=_log, nproc=nproc)
-    except DiagnosticError as exc:
-        _print_diagnostics(list(exc.diagnostics), exc.sources)
-        raise typer.Exit(1) from None
-    except DataError as exc:
-        err.print(exc.render(), markup=False)
-        raise typer.Exit(1) from None
-    except (TrainingError, CheckpointError) as exc:
-        err.print(f"error: {exc.message}", markup=False)
-        if exc.help:
-            err.print(f"  = help: {exc.help}", markup=False)
-        raise typer.Exit(1) from None
     if result.extra.get("rank", 0) != 0:
         return  # under torchrun rank 0 reports
     if result.test:
@@ -522,8 +522,6 @@ def verify(
     With FILE: the checks of one model. With --ops: every op x its samples against its numpy
     reference, finite differences and onnxruntime. With --analytic: the course's formulas.
     Exit 1 when a check fails (warnings do not fail)."""
-    from nnspec.runtime.checkpoint import CheckpointError
-    from nnspec.runtime.data import DataError
     from nnspec.verify.render import render_report
     from nnspec.verify.results import Report
 
@@ -564,20 +562,12 @@ def verify(
     if file is not None:
         from nnspec.verify.run import verify_file
 
-        try:
+        with _user_errors():
             report = verify_file(file, model=model, recipe=recipe, weights=weights, checks=chosen,
                                  gradient_mode=gradient_mode, directions=directions,
                                  overfit_steps=overfit_steps, seed=seed,
                                  log=(lambda line: err.print(line, markup=False)) if not as_json
                                  else (lambda _line: None))
-        except DiagnosticError as exc:
-            _print_diagnostics(list(exc.diagnostics), exc.sources)
-            raise typer.Exit(1) from None
-        except DataError as exc:
-            err.print(exc.render(), markup=False)
-            raise typer.Exit(1) from None
-        except CheckpointError as exc:
-            _error(exc.message, exc.help)
         reports.append((f"verify {file} ({report.subject})", report))
     if as_json:
         payload = [json.loads(r.to_json()) for _, r in reports]

@@ -34,6 +34,7 @@ import pickle
 import queue as queue_module
 import signal
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -193,9 +194,15 @@ def setup(rank: int, world_size: int, local_rank: int, device: str, *, launcher:
 
 
 def teardown() -> None:
+    """Leave the process group. After a clean run every rank first waits for the others:
+    gloo aborts a process ("terminate called without an active exception") whose group is
+    destroyed while a peer's collective threads still talk to it. After an error there is
+    no waiting: a peer may be gone."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        if sys.exc_info()[0] is None:
+            dist.barrier()
         dist.destroy_process_group()
 
 

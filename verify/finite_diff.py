@@ -204,14 +204,18 @@ class GradientChecker:
         return numeric2, False, False
 
     # -- the three modes ------------------------------------------------------------------
-    def projected(self, limit: int | None = None) -> list[GradientFinding]:
-        """Per element, the gradient of L = vᵀy (v fixed, random)."""
+    def _random_projection(self) -> tuple[np.ndarray, tuple[torch.Tensor | None, ...]]:
+        """A random output projection v (its rounding floor set) and autograd's Jᵀv per leaf."""
         v = self.rng.standard_normal(self.y0.size)
         self._project(v)
-        tensors = [leaf.tensor for leaf in self.leaves]
-        grads = torch.autograd.grad(self.output.reshape(-1), tensors,
+        grads = torch.autograd.grad(self.output.reshape(-1), [leaf.tensor for leaf in self.leaves],
                                     grad_outputs=torch.from_numpy(v).to(self.output.dtype),
                                     allow_unused=True)
+        return v, grads
+
+    def projected(self, limit: int | None = None) -> list[GradientFinding]:
+        """Per element, the gradient of L = vᵀy (v fixed, random)."""
+        v, grads = self._random_projection()
         findings = []
         for leaf, grad in zip(self.leaves, grads, strict=True):
             g = (np.zeros(leaf.tensor.numel()) if grad is None
@@ -287,12 +291,7 @@ class GradientChecker:
     def directional(self, directions: int = 2, localise: int = 32) -> list[GradientFinding]:
         """vᵀJu for ``directions`` random unit u per leaf; a failing leaf is localised to its
         worst element among ``localise`` candidates (largest |gradient| first)."""
-        v = self.rng.standard_normal(self.y0.size)
-        self._project(v)
-        tensors = [leaf.tensor for leaf in self.leaves]
-        grads = torch.autograd.grad(self.output.reshape(-1), tensors,
-                                    grad_outputs=torch.from_numpy(v).to(self.output.dtype),
-                                    allow_unused=True)
+        v, grads = self._random_projection()
         findings = []
         for leaf, grad in zip(self.leaves, grads, strict=True):
             g = torch.zeros_like(leaf.tensor) if grad is None else grad
