@@ -23,6 +23,13 @@ def export(*args, **kwargs):  # noqa: ANN002, ANN003 - the signature is nnspec.e
     return run(*args, **kwargs)
 
 
+def search(*args, **kwargs):  # noqa: ANN002, ANN003 - the signature is nnspec.searching.search's
+    """Run a spec's `search` block; see :func:`nnspec.searching.search`."""
+    from nnspec.searching import search as run
+
+    return run(*args, **kwargs)
+
+
 __version__ = "0.1.0"
 __all__ = ["Diagnostic", "DiagnosticError", "Graph", "Model", "__version__", "export", "load",
-           "load_recipe", "train"]
+           "load_recipe", "search", "train"]

@@ -144,6 +144,13 @@ def _check(file: Path, model: str | None, as_json: bool, set_: list[str], max_pa
                                           max_params=max_params)
     diags.extend(recipe_diags)
     failed = failed or any(d.severity == "error" for d in recipe_diags)
+    searches: list[Any] = []
+    if loaded.root.searches and model is None and not args:
+        from nnspec.spec.search import check_searches
+
+        searches, search_diags = check_searches(loaded)
+        diags.extend(search_diags)
+        failed = failed or any(d.severity == "error" for d in search_diags)
     if as_json:
         payload: Any = [_json(s) for s in summaries]
         if len(names) == 1:
@@ -152,6 +159,8 @@ def _check(file: Path, model: str | None, as_json: bool, set_: list[str], max_pa
             payload = payload if isinstance(payload, dict) else {"models": payload}
         if loaded.root.trains:
             payload["recipes"] = [r.model_dump(mode="json") for r in recipes]
+        if searches:
+            payload["searches"] = [s.model_dump(mode="json") for s in searches]
         if diags:
             payload["diagnostics"] = [_diag_json(d) for d in diags]
         _print_json(payload)
@@ -160,6 +169,8 @@ def _check(file: Path, model: str | None, as_json: bool, set_: list[str], max_pa
             _table(summary)
         for recipe in recipes:
             out.print(recipe.describe(), markup=False)
+        for found in searches:
+            out.print(found.describe(), markup=False)
     _print_diagnostics(diags, loaded.sources)
     raise typer.Exit(1 if failed else 0)
 
@@ -491,6 +502,57 @@ def train(
         shown = ", ".join(f"{k.removeprefix('test_')} {v:.4f}" for k, v in result.test.items())
         _log(f"test: {shown}")
     _log(f"run directory: {result.directory}")
+
+
+@app.command()
+def search(
+    file: Annotated[Path, typer.Argument(help="the spec file (.nn) with a `search` block", metavar="FILE")],
+    name: Annotated[str | None, typer.Option("--search", "-s", help="the search to run")] = None,
+    data: Annotated[str | None, typer.Option(
+        "--data", help="other data: a built-in set (iris) or a .csv / .npz file / image folder")] = None,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="search directory (default runs/search-NAME-TIME)")] = None,
+    resume: Annotated[Path | None, typer.Option(
+        "--resume", help="continue the search in this directory; finished trials are kept")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda")] = None,
+    max_trials: Annotated[int | None, typer.Option(
+        "--max-trials", min=1, help="stop after this many new trials (resume later)")] = None,
+) -> None:
+    """Train one trial per point of a spec's `search` block; write results.csv, search.png and
+    the best configuration as a complete spec file, best.nn."""
+    from nnspec.runtime.search_report import table
+    from nnspec.searching import search as run
+
+    if device not in (None, "auto", "cpu", "cuda"):
+        err.print(f"error: --device must be auto, cpu or cuda, got {device!r}", markup=False)
+        raise typer.Exit(2)
+    directory: list[Path] = []
+
+    def log(line: str) -> None:
+        if line.startswith("search directory: "):
+            directory.append(Path(line.removeprefix("search directory: ")))
+        _log(line)
+
+    try:
+        with _user_errors():
+            result = run(file, name, data=data, out=out_dir, resume=resume, device=device,
+                         max_trials=max_trials, log=log)
+    except KeyboardInterrupt:
+        where = directory[0] if directory else out_dir
+        err.print("interrupted: the finished trials are kept" +
+                  (f"; continue with --resume {where}" if where else ""), markup=False)
+        raise typer.Exit(130) from None
+    out.print(table(result.search, result.trials))
+    where = result.directory
+    _log(f"results: {where / 'results.csv'}, {where / 'search.png'}")
+    if not result.finished:
+        _log(f"stopped after {max_trials} new trial{'' if max_trials == 1 else 's'}; continue "
+             f"with --resume {where}")
+    if result.best is None:
+        _error("no trial scored (every one diverged or was invalid)",
+               help="narrow the ranges, e.g. smaller learning rates")
+    _log(f"best: trial {result.best.id}, {result.search.objective} {result.best.objective:.6g}; "
+         f"train it with `nnspec train {where / 'best.nn'}`")
 
 
 _CHECK_NAMES = ("structure", "gradient", "equivalence", "overfit", "init")

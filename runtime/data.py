@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from nnspec.spec.recipe_tables import SHAPE_CLASSES
+from nnspec.spec.recipe_tables import DATA_PATHS, SHAPE_CLASSES
 from nnspec.spec.suggest import did_you_mean
 
 Task = Literal["classification", "regression"]
@@ -576,8 +576,7 @@ def load_images(folder: PathLike, size: int | tuple[int, int] | None = None,
 LOADERS: dict[str, Callable[..., Dataset]] = {
     "csv": load_csv, "npz": load_npz, "idx": load_idx, "images": load_images,
 }
-_PATH_ARGS = {"csv": ("path",), "npz": ("path",), "idx": ("images", "labels"),
-              "images": ("folder",)}
+_PATH_ARGS = DATA_PATHS
 
 
 def load_data(source: str, *args: Any, base_dir: PathLike | None = None,

@@ -107,7 +107,7 @@ def cross_validate(loaded: Loaded, graph: Graph, recipe: Recipe, data: PreparedD
     """The model with k chosen by the recipe's `cv` (``graph`` itself without one), and the
     record written to cv.json (None without `cv`)."""
     cv = recipe.cv
-    if cv is None:
+    if cv is None or cv.k is None:  # no k to choose (a plain estimate is runtime/cv.py's)
         return graph, None
     y = data.train[1].long()
     classes = graph.outputs[0].type.shape[0]

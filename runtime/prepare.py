@@ -20,6 +20,7 @@ from .data import (
     check_label_shape,
     check_labels,
     check_sample_shape,
+    kfold_indices,
     load_data,
     split_indices,
 )
@@ -47,9 +48,40 @@ def load_dataset(recipe: Recipe, base_dir: Path | None, override: Dataset | None
     return load_data(recipe.data.kind, base_dir=base_dir, **dict(recipe.data.args))
 
 
-def prepare(recipe: Recipe, graph: Graph, dataset: Dataset) -> PreparedData:
-    """Check the data against the model, split it (stratified, seeded) and normalise it with
-    statistics of the training split only."""
+Splits = tuple[np.ndarray, np.ndarray, np.ndarray]  # train, val, test indices
+
+
+def stratify_labels(recipe: Recipe, dataset: Dataset) -> np.ndarray | None:
+    """The labels splits are stratified by: class labels, one per sample; else None."""
+    classify = recipe.loss in CLASSIFICATION_LOSSES and recipe.target == "labels"
+    return dataset.y if classify and dataset.y.ndim == 1 else None
+
+
+def split_of(recipe: Recipe, dataset: Dataset) -> Splits:
+    """The recipe's train / val / test indices (stratified for class labels, seeded)."""
+    labels = stratify_labels(recipe, dataset)
+    return split_indices(labels if labels is not None else len(dataset), recipe.split,
+                         seed=recipe.seed, stratify=labels is not None)
+
+
+def fold_splits(recipe: Recipe, dataset: Dataset, folds: int) -> list[Splits]:
+    """k-fold cross-validation of the training split: fold f trains on the other folds and
+    is validated on its own (stratified for class labels, seeded by the recipe's seed); the
+    test split stays out of every fold."""
+    train, _, test = split_of(recipe, dataset)
+    labels = stratify_labels(recipe, dataset)
+    try:
+        pairs = kfold_indices(labels[train] if labels is not None else len(train), folds,
+                              seed=recipe.seed, stratify=labels is not None)
+    except ValueError as exc:
+        raise DataError(f"cv kfold({folds}): {exc}", recipe.data.kind) from None
+    return [(train[tr], train[va], test) for tr, va in pairs]
+
+
+def prepare(recipe: Recipe, graph: Graph, dataset: Dataset, splits: Splits | None = None,
+            ) -> PreparedData:
+    """Check the data against the model, split it (stratified, seeded; or by ``splits``) and
+    normalise it with statistics of the training split only."""
     model_input = graph.inputs[0]
     classify = recipe.loss in CLASSIFICATION_LOSSES
     # `normalize` without statistics is fitted on the training split below, not a transform
@@ -67,11 +99,7 @@ def prepare(recipe: Recipe, graph: Graph, dataset: Dataset) -> PreparedData:
         check_labels(dataset.y, classes, location=recipe.data.kind)
         # named by the data itself: with `--data` it is not the recipe's data line
         check_label_shape(dataset.y, graph.outputs[0].type.shape, location=dataset.name)
-    labels = dataset.y if classify and recipe.target == "labels" and dataset.y.ndim == 1 else None
-    fractions = tuple(f for f in recipe.split)
-    train_idx, val_idx, test_idx = split_indices(
-        labels if labels is not None else len(dataset), fractions, seed=recipe.seed,
-        stratify=labels is not None)
+    train_idx, val_idx, test_idx = split_of(recipe, dataset) if splits is None else splits
     x = dataset.x
     normalizer = None
     if _normalise(recipe, dataset):
@@ -114,4 +142,4 @@ def _as_seen(dataset: Dataset, shape: tuple[int, ...]) -> Dataset:
                    classes=dataset.classes, name=dataset.name)
 
 
-__all__ = ["PreparedData", "load_dataset", "prepare"]
+__all__ = ["PreparedData", "fold_splits", "load_dataset", "prepare", "split_of"]

@@ -9,9 +9,12 @@
     RUN/curves.png, RUN/summary.md, RUN/test.json
     RUN/solver.json    `solver normal_equation`: θ in float64, rank and condition of [1 X]
     RUN/cv.json, RUN/knn.json  `solver knn`: each k's cross-validation accuracies, what was stored
+    RUN/cv.json, RUN/folds/<f>/  `cv kfold(n)`: every fold's validation metrics and their mean ±
+                       std (runtime/cv.py), each fold a run directory; then the final model
     RUN/distributed.json  with many processes: their number, backend, batch per process, and a
                           checksum of every rank's final parameters ("ranks_equal")
-    RUN/members/<k>/, RUN/ensemble.json  `ensemble n`: a run directory per member (runtime/ensemble.py)
+    RUN/members/<k>/, RUN/ensemble.json  `ensemble n`: a run directory per member (runtime/ensemble.py);
+                       resumed and stopped (stop_after) like one run, in one process only
 """
 
 from __future__ import annotations
@@ -82,8 +85,10 @@ def run_training(
     if recipe.ensemble is not None:
         from .ensemble import check_supported
 
-        check_supported(recipe, resume=resume, stop_after=stop_after, nproc=nproc,
-                        launched=launch is not None)
+        check_supported(recipe, nproc=nproc, launched=launch is not None)
+    if recipe.cv is not None and recipe.solver != "knn" and (launch is not None or (nproc or 1) > 1):
+        raise TrainingError("cross-validation trains its folds in one process",
+                            help="train without --nproc or torchrun, or remove `cv`")
     if recipe.solver == "knn" and (launch is not None or (nproc or 1) > 1):
         raise TrainingError("`solver knn` stores the training split in one process: there is "
                             "nothing to distribute", help="train it without --nproc or torchrun")
@@ -98,26 +103,55 @@ def run_training(
                              dataset=dataset, progress=progress, stop_after=stop_after, log=log)
     kind = distributed.resolve_device(requested, nproc) if nproc is not None and nproc > 1 else None
     # the data is checked before anything is written: a bad data file leaves no half run
-    data = prepare(recipe, graph, load_dataset(recipe, base_dir, dataset))
+    loaded_data = load_dataset(recipe, base_dir, dataset)
+    data = prepare(recipe, graph, loaded_data)
     if recipe.ensemble is not None:  # n members, one after the other: runtime/ensemble.py
         from .ensemble import train_ensemble
 
         return train_ensemble(loaded, graph, recipe, data, out=out, spec_hash=hash_,
                               device=requested, amp=amp, compile=compile, progress=progress,
-                              log=log)
+                              log=log, resume=resume, stop_after=stop_after)
     cv = None
     if recipe.solver == "knn":  # k by cross-validation, before the IR is written: runtime/knn.py
         graph, cv = knn.cross_validate(loaded, graph, recipe, data, log)
     directory = open_run_directory(loaded, graph, recipe, data, out=out, resume=resume)
     knn.write_cv(directory, cv)
+    if recipe.cv is not None and cv is None:  # `cv kfold(n)`: the folds, then the final model
+        _cross_validate(loaded, graph, recipe, loaded_data, directory, hash_, requested,
+                        resume is not None, log)
     job = Job(graph=graph, recipe=recipe, data=data, directory=directory, spec_hash=hash_,
               device=kind or requested, amp=amp, compile=compile, progress=progress,
               stop_after=stop_after, resume=resume is not None)
     if kind is not None:
         return _run_spawned(job, nproc, kind, log)
     trainer, test, extra = train_rank(None, log, job)
+    if recipe.cv is not None and cv is None and extra["finished"]:
+        from .cv import append_summary
+
+        extra["cv"] = append_summary(directory)
     return Run(directory=directory, module=trainer.module, history=trainer.history, test=test,
                best_epoch=trainer.best_epoch, recipe=recipe, extra=extra)
+
+
+def _cross_validate(loaded: Loaded, graph: Graph, recipe: Recipe, dataset: Dataset,
+                    directory: Path, spec_hash: str, device: str, resuming: bool,
+                    log: Callable[[str], None]) -> None:
+    """The folds of `cv kfold(n)` into RUN/folds/, their record in RUN/cv.json; a resumed run
+    whose cross-validation finished keeps it."""
+    from .cv import CV_FILE, cross_validate, write_cv
+
+    assert recipe.cv is not None
+    if resuming and (directory / CV_FILE).is_file():
+        return
+    log(f"cross-validation: {recipe.cv.folds} folds of the training split")
+    result = cross_validate(graph, recipe, dataset, directory, recipe.cv.folds, loaded=loaded,
+                            spec_hash=spec_hash, device=device, log=log)
+    if result.diverged:
+        raise TrainingError(f"cross-validation stopped: {result.diverged}",
+                            help="lower the learning rate or clip gradients (`clip norm(1.0)`)"
+                            if "the loss became" in result.diverged else None)
+    write_cv(directory, result, recipe)
+    log(f"cross-validation: {result.line()}; now the final model on the whole training split")
 
 
 @dataclass

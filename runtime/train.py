@@ -338,6 +338,8 @@ class Trainer:
         rng_states = distributed.rng_states(self.group) if self.group is not None else None
         if not self.writes:
             return
+        # the previous write first: whether best.safetensors exists is decided by its files
+        self.wait_for_writes()
         best_row = self.history[self.best_epoch - 1] if self.best_epoch else self.history[-1]
         meta = {"spec_sha256": self.spec_hash, "model": self.graph.name}
         last = {k: v.detach().to("cpu", copy=True) for k, v in self.module.state_dict().items()}
@@ -359,7 +361,6 @@ class Trainer:
             jobs.append((ckpt.save_weights, self.directory / "best.safetensors", best_state or last,
                          {**meta, "epoch": int(best_row["epoch"]), "metrics": best_row}))
         metrics = "".join(json.dumps(h) + "\n" for h in self.history)
-        self.wait_for_writes()
         self._pending = self._writer.submit(_write_checkpoint, jobs, self.directory, metrics, state)
 
     def wait_for_writes(self) -> None:
@@ -367,6 +368,11 @@ class Trainer:
         if self._pending is not None:
             pending, self._pending = self._pending, None
             pending.result()
+
+    def close(self) -> None:
+        """Wait for the checkpoint writes and stop the writer (a run that does not `finish`)."""
+        self.wait_for_writes()
+        self._writer.shutdown(wait=True)
 
     def resume(self, directory: Path) -> None:
         state = ckpt.load_state(directory / "state.pt")

@@ -197,6 +197,27 @@ class TrainDef(Node):
 
 
 @dataclass(frozen=True)
+class Axis(Node):
+    """``optimizer.lr in log(1e-4, 1e-1)``: a searched value (``path``, each part located)
+    and the values it takes."""
+
+    path: tuple[tuple[str, Span], ...]
+    space: Expr
+
+
+@dataclass(frozen=True)
+class SearchDef(Node):
+    """``search Recipe as name { settings and axes }``; ``name`` is None when not given."""
+
+    recipe: str
+    recipe_span: Span
+    settings: tuple[Setting, ...]
+    axes: tuple[Axis, ...]
+    name: str | None = None
+    name_span: Span | None = None
+
+
+@dataclass(frozen=True)
 class Import(Node):
     path: str
 
@@ -207,3 +228,4 @@ class Module:
     imports: tuple[Import, ...] = ()
     definitions: tuple[Definition, ...] = ()
     trains: tuple[TrainDef, ...] = field(default_factory=tuple)
+    searches: tuple[SearchDef, ...] = field(default_factory=tuple)

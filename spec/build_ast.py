@@ -151,7 +151,9 @@ class Builder:
         imports = tuple(x for x in c if isinstance(x, ast.Import))
         defs = tuple(x for x in c if isinstance(x, ast.Definition))
         trains = tuple(x for x in c if isinstance(x, ast.TrainDef))
-        self.module = ast.Module(file=self.source.name, imports=imports, definitions=defs, trains=trains)
+        searches = tuple(x for x in c if isinstance(x, ast.SearchDef))
+        self.module = ast.Module(file=self.source.name, imports=imports, definitions=defs, trains=trains,
+                                 searches=searches)
         return self.module
 
     def import_stmt(self, c, raw):
@@ -193,6 +195,20 @@ class Builder:
     def train_args(self, c, raw):
         (args,) = c
         return tuple(args) if args else ()
+
+    def search_def(self, c, raw):
+        recipe, name, *items = c
+        return ast.SearchDef(
+            span=self._meta(raw), recipe=recipe.value, recipe_span=self._tok(recipe),
+            settings=tuple(x for x in items if isinstance(x, ast.Setting)),
+            axes=tuple(x for x in items if isinstance(x, ast.Axis)),
+            name=name.value if name else None, name_span=self._tok(name) if name else None,
+        )
+
+    def axis(self, c, raw):
+        *parts, space = c
+        return ast.Axis(span=self._meta(raw), path=tuple((p.value, self._tok(p)) for p in parts),
+                        space=space)
 
     def setting(self, c, raw):
         name, args = c

@@ -332,6 +332,27 @@ RECIPE_WEIGHTS = _code("E5015", "initial weights do not fit the model", """
     new head on a trained model, leave the head out of `match` (its shape differs: it
     keeps its initialisation) and, usually, `freeze` what was loaded.
 """)
+SEARCH = _code("E5016", "invalid search", """
+    A `search` block varies values of one `train` recipe of the same file and trains a trial
+    per combination (`nnspec search FILE`):
+
+        search LinReg as lr {
+            strategy  refine(rounds=2, points=5)   # grid (default), random(trials=20, seed=0)
+            optimizer.lr in log(1e-3, 1)           # log(a, b) / linear(a, b), points=n
+            batch        in [32, 64]               # a list: the values as the recipe writes them
+            model.hidden in [64, 128]              # a model argument
+            cv        kfold(5)                     # score by cross-validation
+            objective val_loss                     # val_loss, or val_ and a recipe metric
+        }
+
+    An axis names a recipe setting (`batch`), an argument of its choice (`optimizer.lr`,
+    `schedule.factor`, `early_stop.patience`), one regularizer or augmentation of a list
+    (`regularize.l2`), or a model argument (`model.hidden`); the recipe must write the
+    setting whose argument is varied. A log range needs 0 < a < b; a range written with
+    integers gives integers. Every list item and both ends of every range are checked as
+    the recipe they make, at compile time: an error names the value. Without `cv` the
+    trials are scored on the recipe's validation split, which must not be empty.
+""")
 LOSS_LAST_OP = _code("W5001", "loss and last layer disagree", """
     Some losses include the final activation: cross_entropy applies log-softmax itself (a
     model ending in `softmax` trains poorly: a classic bug), bce_logits applies the

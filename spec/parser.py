@@ -381,12 +381,12 @@ def _in_body(exc: UnexpectedInput) -> bool:
     interactive = getattr(exc, "interactive_parser", None)
     stack = interactive.parser_state.value_stack if interactive is not None else ()
     for value in reversed(stack):
-        if isinstance(value, Tok) and value.type in ("MODEL", "BLOCK", "TRAIN"):
-            return value.type != "TRAIN"
+        if isinstance(value, Tok) and value.type in ("MODEL", "BLOCK", "TRAIN", "SEARCH"):
+            return value.type in ("MODEL", "BLOCK")
     return False
 
 
-KEYWORDS = {"model", "block", "train", "import", "input", "output", "assert", "rounding", "if", "else",
+KEYWORDS = {"model", "block", "train", "search", "import", "input", "output", "assert", "rounding", "if", "else",
             "and", "or", "not", "true", "false"}
 
 

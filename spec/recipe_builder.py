@@ -572,6 +572,9 @@ class RecipeBuilder(Checks):
         if chosen is None:
             return POISON
         _, bound = chosen
+        if bound.values["k"] is None:  # an estimate of the recipe's own model
+            self.items["cv"] = [bound.spans["folds"], None]
+            return CvSpec(folds=bound.values["folds"])
         values = bound.values["k"] if isinstance(bound.values["k"], tuple) else (bound.values["k"],)
         # "numbers" reads every value as a float (its range [1, inf) is checked): 3.0 is 3
         wrong = next((v for v in values if not float(v).is_integer()), None)

@@ -158,10 +158,8 @@ class Checks:
                 self._check_task(loss, data)
         if self._ok("ensemble", "solver", "split") and v["ensemble"] is not None:
             self._check_ensemble()
-        if "cv" in self.given and v["solver"] not in ("knn", POISON):
-            self._err(codes.RECIPE_SOLVER, f"`cv` chooses k for `solver knn`, but the solver is "
-                      f"{v['solver']}", self.spans["cv"], "kNN only",
-                      help="add `solver knn`, or remove `cv`")
+        if self._ok("cv") and v["cv"] is not None:
+            self._check_cv_settings()
         if self.values["solver"] == "normal_equation":
             self._check_solver()  # instead of the checks of gradient descent: it has none
         elif self.values["solver"] == "knn":
@@ -565,6 +563,31 @@ class Checks:
                               "epoch, but the normal equation solves once, on the data as it is",
                               aug_span, "random", help="remove it, or use `solver gradient`")
 
+    def _check_cv_settings(self) -> None:
+        """`cv kfold(n)` estimates the recipe's model on n folds of the training split; `k=`
+        chooses kNN's k and needs `solver knn`; an ensemble is not cross-validated."""
+        v, (folds_span, k_span) = self.values, self.items["cv"]
+        if v["cv"].k is None and v["solver"] == "knn":
+            self._err(codes.RECIPE_SOLVER, "with `solver knn`, `cv` chooses k among candidates, "
+                      "but none are given", folds_span, "no k to choose",
+                      help=f"list them: `cv kfold({v['cv'].folds}, k=(1, 3, 5, 7))`")
+        if v["cv"].k is not None and v["solver"] not in ("knn", POISON):
+            self._err(codes.RECIPE_SOLVER, f"`k=` chooses the neighbours of `solver knn`, but the "
+                      f"solver is {v['solver']}", k_span, "kNN only",
+                      help="add `solver knn`, or write `cv kfold(n)` to cross-validate this model")
+        if self._ok("ensemble") and v.get("ensemble") is not None and v["solver"] != "knn":
+            self._err(codes.RECIPE_SOLVER, "`cv` with `ensemble` is not supported: every fold "
+                      "would train the whole ensemble", self.spans["cv"], "cross-validation",
+                      secondary=[(self.spans["ensemble"], "an ensemble")],
+                      help="cross-validate one member (remove `ensemble`), or remove `cv`")
+        # kNN's folds are checked with its stored samples (_check_cv)
+        if self._ok("split", "data", "seed") and v["solver"] != "knn" and v["data"].samples:
+            stored = training_size(v["data"].samples, v["split"], v["seed"])
+            if v["cv"].folds > stored:
+                self._err(codes.RECIPE_SPLIT, f"{v['cv'].folds} folds need at least "
+                          f"{v['cv'].folds} training samples, but the split holds {stored}",
+                          folds_span, "too many folds")
+
     # == k nearest neighbours: `solver knn` ==============================================
     def _check_knn_settings(self) -> None:
         """kNN stores the training split and votes: it reads class labels, has no loss, and
@@ -666,6 +689,8 @@ class Checks:
         """Each fold trains on ⌊stored·(folds − 1)/folds⌋ samples or one more: every k listed
         must fit the smallest, and the model must take the argument `k` the search sets."""
         folds_span, k_span = self.items["cv"]
+        if cv.k is None:  # no choice of k: the model's own k is cross-validated
+            return
         params = list(graph.args)  # every parameter of the model, defaults filled in
         if "k" not in params:
             self._err(codes.RECIPE_SOLVER, f"`cv` chooses the model argument `k`, but "

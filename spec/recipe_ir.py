@@ -190,14 +190,18 @@ class EnsembleSpec(BaseModel):
 
 
 class CvSpec(BaseModel):
-    """`cv kfold(folds, k=(...))`: the model argument ``k`` is chosen among ``k`` by
-    ``folds``-fold cross-validation on the training split (stratified, seeded by the recipe's
-    seed): the value of best mean validation accuracy, the smallest on a tie (runtime/knn.py)."""
+    """`cv kfold(folds)`: ``folds``-fold cross-validation on the training split (stratified
+    for class labels, seeded by the recipe's seed). Each fold's model trains on the other
+    folds and is scored on its own; the run reports every fold and the mean ± std
+    (runtime/cv.py), then trains the final model on the whole split as usual.
+
+    With `solver knn`, ``k=(...)`` chooses the model argument ``k`` instead: the value of
+    best mean validation accuracy, the smallest on a tie (runtime/knn.py)."""
 
     model_config = _FROZEN
 
     folds: int
-    k: tuple[int, ...]
+    k: tuple[int, ...] | None = None
 
 
 class Recipe(BaseModel):
@@ -230,7 +234,7 @@ class Recipe(BaseModel):
     freeze: tuple[str, ...] = ()  # glob patterns of state names kept as initialised (or loaded)
     lr_groups: tuple[LrGroup, ...] = ()
     ensemble: EnsembleSpec | None = None
-    cv: CvSpec | None = None  # solver knn only
+    cv: CvSpec | None = None
     span: Span
 
     @model_validator(mode="before")
@@ -265,10 +269,12 @@ class Recipe(BaseModel):
                     "normal equation (least squares, closed form)")
         if self.solver == "knn":
             chosen = f", k by {self.cv.folds}-fold cross-validation among {list(self.cv.k)}" \
-                if self.cv is not None else ""
+                if self.cv is not None and self.cv.k is not None else ""
             return f"recipe {self.name}: {self.model} on {self.data.kind}, k nearest neighbours{chosen}"
         members = "" if self.ensemble is None else \
             f", an ensemble of {self.ensemble.members} ({self.ensemble.mode})"
+        if self.cv is not None:
+            members += f", {self.cv.folds}-fold cross-validation"
         return (
             f"recipe {self.name}: {self.model} on {self.data.kind}, {self.loss}, "
             f"{self.optimizer.kind}({hp}), {self.epochs} epochs, {batch}{members}"

@@ -54,6 +54,9 @@ DATA = _sigs(
                          P("noise", "float", 0.1, "[0, 1]", kw=True),
                          P("seed", "int", 0, "[0, inf)", kw=True))),
 )
+# the arguments of a data source that are file paths (resolved against the spec's folder)
+DATA_PATHS = {"csv": ("path",), "npz": ("path",), "idx": ("images", "labels"),
+              "images": ("folder",)}
 LOSSES = ("l1", "mse", "bce", "bce_logits", "cross_entropy", "hinge", "nll")
 OPTIMIZERS = _sigs(
     Signature("gd", (_lr(0.01),)), Signature("sgd", (_lr(0.01),)),
@@ -92,10 +95,11 @@ WEIGHTS_FROM = Signature("from", (P("path", "str"), P("match", "patterns", "*", 
 LR_GROUP = Signature("group", (P("match", "patterns"), P("lr", "float", REQUIRED, _INF, kw=True)))
 FREEZE = P("pattern", "patterns")
 SOLVERS = ("gradient", "normal_equation", "knn")
-# `cv kfold(5, k=(1, 3, 5, 7))`: the model argument `k` chosen by k-fold cross-validation on
-# the training split (`solver knn`: runtime/knn.py)
+# `cv kfold(5)`: k-fold cross-validation on the training split, per-fold and mean ± std
+# metrics (runtime/cv.py); with `solver knn`, `cv kfold(5, k=(1, 3, 5, 7))` also chooses the
+# model argument `k` (runtime/knn.py)
 CV = Signature("kfold", (P("folds", "int", REQUIRED, "[2, inf)"),
-                         P("k", "numbers", REQUIRED, "[1, inf)", kw=True)))
+                         P("k", "numbers", None, "[1, inf)", kw=True)))
 CLIPS = _sigs(*(Signature(k, (P("value", "float", REQUIRED, _INF),)) for k in ("norm", "value")))
 AUGMENTS = _sigs(
     Signature("flip", (P("direction", "name", "horizontal", choices=("horizontal", "vertical")),
@@ -138,7 +142,7 @@ EXAMPLES = {
     "early_stop": "early_stop patience=5", "metrics": "metrics accuracy", "seed": "seed 0",
     "device": "device auto", "solver": "solver normal_equation",
     "freeze": 'freeze "features.*"', "lr_groups": 'lr_groups group("features.*", lr=1e-4)',
-    "ensemble": "ensemble 5, bagging", "cv": "cv kfold(5, k=(1, 3, 5, 7))",
+    "ensemble": "ensemble 5, bagging", "cv": "cv kfold(5)",
 }
 SETTINGS = tuple(EXAMPLES)
 # where a name belongs when it is used in the wrong setting (`loss adam`)
@@ -153,7 +157,7 @@ ELSEWHERE = {
     **{k: "a solver: `solver ...`" for k in SOLVERS},
     "from": 'weights to start from: `init from("run/", match="...")`',
     "group": "a learning-rate group: `lr_groups group(...)`",
-    "kfold": "cross-validation: `cv kfold(5, k=(1, 3, 5, 7))`",
+    "kfold": "cross-validation: `cv kfold(5)`",
 }
 
 # -- the built-in data sets ---------------------------------------------------------------------

@@ -287,15 +287,135 @@ def test_bagging_trains_each_member_on_its_own_bag(tmp_path):
     assert "bootstrap sample" in (run.directory / "summary.md").read_text()
 
 
+# == resume and stop_after ====================================================================
+# dropout (the saved RNG state) and momentum (the optimizer's state) make an exact resume
+# depend on every part of the saved state
+RESUMABLE = DIGITS.replace("linear(16) -> relu", "linear(16) -> relu -> dropout(0.2)") \
+    .replace("sgd(lr=0.1)", "momentum(lr=0.2, beta=0.9)")
+
+
+def member_epochs(folder: Path) -> int:
+    """The epochs a member's run directory holds (0: not started)."""
+    metrics = folder / "metrics.jsonl"
+    return len(metrics.read_text().splitlines()) if metrics.is_file() else 0
+
+
+@pytest.mark.parametrize("setting, epochs", [
+    ("ensemble 3, bagging", 3),  # 3 epochs each, no early stop
+    ("ensemble 3\n    early_stop patience=1, monitor=val_loss", 6),  # measured: 3, 2, 2 epochs
+], ids=["bagging", "early-stop"])
+def test_an_interrupted_ensemble_resumes_to_the_same_weights_and_metrics(tmp_path, setting, epochs):
+    spec = write(tmp_path, RESUMABLE.replace("ENSEMBLE", setting)
+                 .replace("epochs    3", f"epochs    {epochs}"))
+    whole = nnspec.train(spec, out=tmp_path / "whole", **QUIET)
+    runs = [m["epochs_run"] for m in whole.extra["members"]]
+    assert len(runs) == 3 and all(1 <= r <= epochs for r in runs)
+    part = tmp_path / "part"
+    # stop_after counts the members' epochs in order: 2 stops in member 0; 4 finishes member 0
+    # (3 epochs, or early stop) and starts member 1 in the same call; 5 stops in or after it
+    for call, stop in enumerate((2, 4, 5)):
+        run = (nnspec.train(spec, out=part, stop_after=stop, **QUIET) if call == 0 else
+               nnspec.train(spec, resume=part, stop_after=stop, **QUIET))
+        assert run.extra["finished"] is False and run.test == {}
+        assert not (part / "ensemble.json").exists() and not (part / "test.json").exists()
+        before = 0
+        for k in range(3):
+            folder = part / "members" / str(k)
+            done = min(max(stop - before, 0), runs[k])
+            assert member_epochs(folder) == done, (stop, k)
+            assert (folder / "test.json").is_file() == (done == runs[k])
+            before += runs[k]
+        first_unfinished = next(k for k in range(3) if member_epochs(part / "members" / str(k))
+                                < runs[k])
+        assert run.extra["stopped_member"] == first_unfinished
+    # a member that finished but lost its test.json (the call ended in `finish`): written again
+    (part / "members" / "0" / "test.json").unlink()
+    lines: list[str] = []
+    resumed = nnspec.train(spec, resume=part, progress=False, log=lines.append)
+    assert resumed.extra["finished"] is True
+    assert "member 0: finished" in "\n".join(lines) and "loaded, not trained again" in "\n".join(lines)
+    for k in range(3):
+        a = whole.module.members[k].state_dict()
+        b = resumed.module.members[k].state_dict()
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), (k, key)
+        for name in ("last.safetensors", "best.safetensors"):
+            saved_a = load_weights(whole.directory / "members" / str(k) / name)[0]
+            saved_b = load_weights(part / "members" / str(k) / name)[0]
+            assert all(torch.equal(saved_a[t], saved_b[t]) for t in saved_a), (k, name)
+        for name in ("test.json", "bag.json"):
+            file_a = whole.directory / "members" / str(k) / name
+            file_b = part / "members" / str(k) / name
+            assert file_a.is_file() == file_b.is_file()
+            if file_a.is_file():
+                assert json.loads(file_a.read_text()) == json.loads(file_b.read_text()), (k, name)
+        assert member_epochs(part / "members" / str(k)) == runs[k]
+    assert resumed.test == whole.test and resumed.test["test_accuracy"] > 0.8
+    assert resumed.extra["members"] == whole.extra["members"]
+    assert resumed.extra["member_mean"] == whole.extra["member_mean"]
+    record_a = json.loads((whole.directory / "ensemble.json").read_text())
+    record_b = json.loads((part / "ensemble.json").read_text())
+    assert record_a == record_b and json.loads((part / "test.json").read_text()) == whole.test
+    # resuming the finished ensemble trains nothing and reports the same
+    lines.clear()
+    again = nnspec.train(spec, resume=part, progress=False, log=lines.append)
+    assert again.test == whole.test and not any("epoch 1/" in line for line in lines)
+    assert sum("loaded, not trained again" in line for line in lines) == 3
+
+
+def test_resume_refuses_what_is_not_this_ensemble_run(tmp_path):
+    spec = write(tmp_path, RESUMABLE.replace("ENSEMBLE", "ensemble 2, bagging"))
+    part = tmp_path / "part"
+    nnspec.train(spec, out=part, stop_after=1, **QUIET)
+    assert json.loads((part / "ensemble_run.json").read_text())["members"] == 2
+    saved = (part / "members" / "0" / "last.safetensors").read_bytes()
+    # another spec (its hash differs): the same message as a single run's resume
+    other = write(tmp_path, RESUMABLE.replace("linear(16)", "linear(12)")
+                  .replace("ENSEMBLE", "ensemble 2, bagging"), "other.nn")
+    with pytest.raises(TrainingError, match="was trained from a different spec") as info:
+        nnspec.train(other, resume=part, **QUIET)
+    assert "the spec file the run was started from" in info.value.help
+    result = cli("train", other, "--resume", part)
+    assert result.exit_code == 1 and "different spec" in result.output and "help:" in result.output
+    # another recipe of the same spec (the same hash)
+    block = RESUMABLE[RESUMABLE.index("train Net {"):]
+    two = RESUMABLE.replace("ENSEMBLE", "ensemble 2, bagging").replace("train Net {", "train Net as a {")
+    two += block.replace("train Net {", "train Net as b {").replace("ENSEMBLE", "ensemble 3")
+    both = write(tmp_path, two, "two.nn")
+    ran = nnspec.train(both, "a", out=tmp_path / "a", stop_after=1, **QUIET)
+    result = cli("train", both, "--recipe", "b", "--resume", ran.directory)
+    assert result.exit_code == 1 and "was trained by recipe `a`" in result.output
+    assert "--recipe a" in result.output
+    # a single run, an empty folder, a folder that does not exist
+    single = write(tmp_path, RESUMABLE.replace("ENSEMBLE", ""), "single.nn")
+    nnspec.train(single, out=tmp_path / "single", stop_after=1, **QUIET)
+    result = cli("train", spec, "--resume", tmp_path / "single")
+    assert result.exit_code == 1 and "is a single run, not an ensemble run" in result.output
+    (tmp_path / "empty").mkdir()
+    for folder in (tmp_path / "empty", tmp_path / "nowhere"):
+        result = cli("train", spec, "--resume", folder)
+        assert result.exit_code == 1 and "is not a run directory" in result.output
+    # a bagging member whose bag.json disagrees with its seeded bag (the data changed)
+    bag = part / "members" / "0" / "bag.json"
+    indices = json.loads(bag.read_text())
+    bag.write_text(json.dumps(indices[::-1]))
+    result = cli("train", spec, "--resume", part)
+    assert result.exit_code == 1 and "differs from its bag.json" in result.output
+    bag.write_text(json.dumps(indices))
+    # nothing was trained or written by the refused calls
+    assert (part / "members" / "0" / "last.safetensors").read_bytes() == saved
+    assert member_epochs(part / "members" / "0") == 1 and not (part / "members" / "1").exists()
+
+
 # == what an ensemble run refuses ==============================================================
 def test_unsupported_calls_are_clear_errors(tmp_path):
     spec = digits_spec(tmp_path, "ensemble 2")
-    with pytest.raises(TrainingError, match="does not support --resume"):
-        nnspec.train(spec, resume=tmp_path, **QUIET)
-    with pytest.raises(TrainingError, match="does not support stop_after"):
-        nnspec.train(spec, stop_after=1, **QUIET)
     result = cli("train", spec, "--nproc", "2", "-o", tmp_path / "r")
     assert result.exit_code == 1 and "does not support several processes" in result.output
+    with pytest.raises(TrainingError, match="does not support several processes"):
+        nnspec.train(spec, resume=tmp_path / "r", nproc=2, **QUIET)
     (tmp_path / "taken" / "members").mkdir(parents=True)
     result = cli("train", spec, "-o", tmp_path / "taken")
-    assert result.exit_code == 1 and "already holds a run" in result.output
+    assert result.exit_code == 1 and "already holds an ensemble run" in result.output
+    assert f"--resume {tmp_path / 'taken'}" in result.output

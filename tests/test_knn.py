@@ -248,7 +248,7 @@ def test_cross_validation_misuse():
     found = diagnostics("K", "data digits", "loss cross_entropy", "cv kfold(5, k=(1, 3))")
     assert [d.message for d in found] == [
         "`K` has a `knn` layer, which stores the training split: it is not trained by gradient",
-        "`cv` chooses k for `solver knn`, but the solver is gradient"]
+        "`k=` chooses the neighbours of `solver knn`, but the solver is gradient"]
     (diag,) = diagnostics("K", "data digits", "solver knn", "cv kfold(5, k=(1, 2.5))")
     assert (diag.code, diag.message) == (codes.RECIPE_VALUE,
                                          "`k` takes whole numbers of neighbours, got 2.5")

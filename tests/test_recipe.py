@@ -587,12 +587,13 @@ def test_one_mistake_one_error():
 def test_every_recipe_code_is_registered_explained_and_tested():
     names = {n: v for n, v in vars(codes).items() if isinstance(v, str) and v in codes.CODES
              and v[1] == "5"}
-    assert sorted(names.values()) == [f"E50{i:02d}" for i in range(1, 16)] + ["W5001", "W5002",
+    assert sorted(names.values()) == [f"E50{i:02d}" for i in range(1, 17)] + ["W5001", "W5002",
                                                                                "W5003"]
-    # the solver's and transfer learning's codes are tested beside their runtime
+    # the solver's, transfer learning's and search's codes are tested beside their runtime
     here = Path(__file__).parent
     source = "".join((here / f).read_text(encoding="utf-8")
-                     for f in ("test_recipe.py", "test_solver.py", "test_transfer.py"))
+                     for f in ("test_recipe.py", "test_solver.py", "test_transfer.py",
+                               "test_search.py"))
     assert [n for n in names if f"codes.{n}" not in source] == []
     assert all(len(codes.CODES[c].explanation) > 100 for c in names.values())
 
