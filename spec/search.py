@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ast, codes
-from .diagnostics import Diagnostic, DiagnosticError, error
+from .diagnostics import Diagnostic, DiagnosticError, Label, error
 from .ir import Graph
 from .loader import Loaded
 from .recipe import elaborate_recipe, find_recipe
@@ -429,7 +429,7 @@ class _Reader:
             return None
         train = find_recipe(self.loaded, block.recipe)
         try:
-            base_graph, base = elaborate_recipe(self.loaded, train)[:2]
+            base = elaborate_recipe(self.loaded, train)[1]
         except DiagnosticError:
             return None  # the recipe's own errors are reported by the recipe check
         strategy, folds, objective = Strategy(), None, None
@@ -460,16 +460,14 @@ class _Reader:
                 folds = self._folds(value)
             else:
                 objective = self._objective(value, base)
-        axes = self._axes(train)
-        if axes is None:
-            return None
+        axes = self._axes(train)  # the axes that read well (each bad one has its error)
         objective = objective or ("val_loss", "min", None)
         search = Search(name=block.name or block.recipe, recipe=block.recipe, strategy=strategy,
                         axes=tuple(axes), folds=folds, objective=objective[0], mode=objective[1],
                         span=block.span)
         self._check_plan(search, base, seen)
-        if not any(d.severity == "error" for d in self.diags):
-            self._check_values(search, base_graph)
+        self._check_values(search)
+        self.diags.sort(key=lambda d: (d.span.line, d.span.col) if d.span else (0, 0))
         return None if any(d.severity == "error" for d in self.diags) else search
 
     def _strategy(self, expr: ast.Expr) -> Strategy | None:
@@ -517,7 +515,7 @@ class _Reader:
             return None
         return name, "max" if name in ("val_accuracy", "val_iou") else "min", expr.span
 
-    def _axes(self, train: ast.TrainDef) -> list[Axis] | None:
+    def _axes(self, train: ast.TrainDef) -> list[Axis]:
         axes: list[Axis] = []
         keys: dict[str, Span] = {}
         for axis_def in self.block.axes:
@@ -560,7 +558,7 @@ class _Reader:
             self._err(f"search `{self.block.name or self.block.recipe}` varies nothing",
                       self.block.recipe_span, "no axis",
                       help="add a line such as `optimizer.lr in log(1e-4, 1e-1)`")
-        return None if any(d.severity == "error" for d in self.diags) else axes
+        return axes
 
     def _space(self, expr: ast.Expr) -> Space | None:
         text = _text(expr, self.loaded)
@@ -620,8 +618,10 @@ class _Reader:
                           seen.get("strategy") or block.recipe_span, "too many trials",
                           help="use `strategy random(trials=50)`, or fewer points")
 
-    def _check_values(self, search: Search, base_graph: Graph) -> None:
-        """Every value an axis can take compiles: each choice, and a range's ends."""
+    def _check_values(self, search: Search) -> None:
+        """Every value an axis can take compiles: each choice, and a range's ends. An error
+        found elsewhere (in the model, for a model argument) also points at the value."""
+        block = self.block.span
         for axis in search.axes:
             values = axis.space.grid() if axis.space.kind == "choice" else \
                 [nice(axis.space.low or 0, axis.space.integer), nice(axis.space.high or 0, axis.space.integer)]
@@ -630,9 +630,16 @@ class _Reader:
                     trial_recipe(self.loaded, search, {axis.key: value})
                 except DiagnosticError as exc:
                     note = f"with {axis.key} = {show(value)} (search `{search.name}`)"
+                    at = Label(span=_value_node(self.loaded, self.block, axis, value).span,
+                               message="the value searched", primary=False)
                     for d in exc.diagnostics:
-                        if d.severity == "error":
-                            self.diags.append(d.model_copy(update={"notes": (*d.notes, note)}))
+                        if d.severity != "error":
+                            continue
+                        inside = d.span is not None and d.span.file == block.file and \
+                            block.start <= d.span.start < block.end
+                        labels = d.labels if inside else (*d.labels, at)
+                        self.diags.append(d.model_copy(update={"notes": (*d.notes, note),
+                                                               "labels": labels}))
                     break
 
 
