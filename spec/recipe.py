@@ -9,7 +9,7 @@ is in spec/recipe_tables.py.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import ast, codes
@@ -111,17 +111,24 @@ def check_recipes(loaded: Loaded, graphs: Mapping[str, Graph | None] | None = No
 def find_recipe(loaded: Loaded, name: str | None = None) -> ast.TrainDef:
     """The `train` block of the root file named ``name`` (or the only one)."""
     trains = loaded.root.trains
-    names = [t.name or t.model for t in trains]
-    if name is None and len(trains) == 1:
-        return trains[0]
+    return pick_named(loaded, trains, [t.name or t.model for t in trains], name, "recipe",
+                      codes.NO_RECIPE, "add one: `train Model { data ... loss ... }`")
+
+
+def pick_named(loaded: Loaded, blocks: Sequence[Any], names: list[str], name: str | None,
+               what: str, code: str, example: str) -> Any:
+    """The block named ``name`` among ``blocks`` (or the only one); else a DiagnosticError
+    that lists the names: none of that name (did you mean), none at all, or several."""
+    if name is None and len(blocks) == 1:
+        return blocks[0]
     if name is not None and name in names:
-        return trains[names.index(name)]
+        return blocks[names.index(name)]
     if name is not None:
-        message, help = f"no recipe named `{name}`", did_you_mean(name, names)
-    elif not trains:
-        message, help = "the file has no recipe", "add one: `train Model { data ... loss ... }`"
+        message, help = f"no {what} named `{name}`", did_you_mean(name, names)
+    elif not blocks:
+        message, help = f"the file has no {what}", example
     else:
-        message, help = f"the file has {len(trains)} recipes", "choose one by name"
-    notes = [f"recipes: {', '.join(names)}"] if names else []
-    raise DiagnosticError([error(codes.NO_RECIPE, message, None, notes=notes, help=help)],
-                          loaded.sources)
+        message, help = f"the file has {len(blocks)} {what}{'es' if what.endswith('h') else 's'}", \
+            "choose one by name"
+    notes = [f"{what}{'es' if what.endswith('h') else 's'}: {', '.join(names)}"] if names else []
+    raise DiagnosticError([error(code, message, None, notes=notes, help=help)], loaded.sources)

@@ -32,7 +32,7 @@ from . import ast, codes
 from .diagnostics import Diagnostic, DiagnosticError, Label, error
 from .ir import Graph
 from .loader import Loaded
-from .recipe import elaborate_recipe, find_recipe
+from .recipe import elaborate_recipe, find_recipe, pick_named
 from .recipe_args import Param, Signature, bind, constant
 from .recipe_checks import training_size
 from .recipe_ir import Recipe
@@ -670,21 +670,8 @@ def check_searches(loaded: Loaded, only: str | None = None) -> tuple[list[Search
 def find_search(loaded: Loaded, name: str | None = None) -> ast.SearchDef:
     """The `search` block of the root file named ``name`` (or the only one)."""
     blocks = loaded.root.searches
-    names = [b.name or b.recipe for b in blocks]
-    if name is None and len(blocks) == 1:
-        return blocks[0]
-    if name is not None and name in names:
-        return blocks[names.index(name)]
-    if name is not None:
-        message, help = f"no search named `{name}`", did_you_mean(name, names)
-    elif not blocks:
-        message, help = "the file has no search", \
-            "add one: `search Recipe { optimizer.lr in log(1e-4, 1e-1) }`"
-    else:
-        message, help = f"the file has {len(blocks)} searches", "choose one by name (--search)"
-    notes = [f"searches: {', '.join(names)}"] if names else []
-    raise DiagnosticError([error(codes.SEARCH, message, None, notes=notes, help=help)],
-                          loaded.sources)
+    return pick_named(loaded, blocks, [b.name or b.recipe for b in blocks], name, "search",
+                      codes.SEARCH, "add one: `search Recipe { optimizer.lr in log(1e-4, 1e-1) }`")
 
 
 def load_search(loaded: Loaded, name: str | None = None) -> Search:
