@@ -549,7 +549,7 @@ def search(
         _log(f"stopped after {max_trials} new trial{'' if max_trials == 1 else 's'}; continue "
              f"with --resume {where}")
     if result.best is None:
-        _error("no trial scored (every one diverged or was invalid)",
+        _error("no trial scored (every one diverged, failed or was invalid)",
                help="narrow the ranges, e.g. smaller learning rates")
     _log(f"best: trial {result.best.id}, {result.search.objective} {result.best.objective:.6g}; "
          f"train it with `nnspec train {where / 'best.nn'}`")

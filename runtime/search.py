@@ -59,7 +59,7 @@ class Trial:
     objective: float | None  # None: it diverged, or its values do not make a valid recipe
     mean: dict[str, float] = field(default_factory=dict)  # validation metrics (over the folds)
     std: dict[str, float] = field(default_factory=dict)  # over the folds; empty without cv
-    status: str = "ok"  # ok, diverged, invalid
+    status: str = "ok"  # ok, diverged, failed, invalid
     reason: str | None = None
     epochs: int = 0
     seconds: float = 0.0
@@ -220,8 +220,9 @@ class Searcher:
             trial.mean = fit.metrics
         trial.epochs = int(np.mean([f.epochs_run for f in fits])) if fits else 0
         trial.seconds = time.perf_counter() - began
-        if diverged:
-            trial.status, trial.reason, trial.mean, trial.std = "diverged", diverged, {}, {}
+        if diverged:  # a loss that became NaN, or a fit that could not run (`failed`)
+            status = "diverged" if "the loss became" in diverged else "failed"
+            trial.status, trial.reason, trial.mean, trial.std = status, diverged, {}, {}
         else:
             value = trial.mean.get(self.search.objective)
             trial.objective = float(value) if value is not None and np.isfinite(value) else None

@@ -104,7 +104,7 @@ def plot(path: Path, search: Search, trials: Sequence[Trial], best: Trial | None
                           label=f"round {round_}" if search.strategy.kind == "refine" else "trials")
         if failed:
             panel.scatter([where[id(t)] for t in failed], [top] * len(failed), marker="x", c="red",
-                          label="diverged / invalid")
+                          label="not scored")
         if best is not None:
             panel.scatter([where[id(best)]], [best.objective], marker="*", s=180, c="orange",
                           edgecolors="black", label="best", zorder=3)

@@ -608,6 +608,10 @@ class _Reader:
                       block.recipe_span, "no validation split",
                       help="add `cv kfold(5)` to the search, or give the recipe's split a "
                       "validation part: `split 0.7 / 0.15 / 0.15`")
+        if base.ensemble is not None:
+            self._err(f"a search trains one model per trial, but recipe `{base.name}` trains an "
+                      f"ensemble of {base.ensemble.members}", block.recipe_span, "an ensemble",
+                      help="search the recipe without `ensemble`, then train the best as one")
         if strategy.kind == "refine" and not any(a.numeric for a in search.axes):
             self._err("`refine` narrows a log or linear range, but every axis is a list",
                       seen.get("strategy"), "nothing to refine", help="use `strategy grid`")

@@ -435,3 +435,10 @@ def test_a_search_checks_its_folds_against_the_training_split(tmp_path):
                             recipe)
     assert diag.message == ("1000 folds need at least 1000 training samples, but recipe `Reg`'s "
                             "split holds 265")
+
+
+def test_a_recipe_that_trains_an_ensemble_cannot_be_searched(tmp_path):
+    recipe = RECIPE.replace("    seed       0\n", "    seed       0\n    ensemble   3\n")
+    (diag,) = search_errors(tmp_path, "search Reg { optimizer.lr in [0.1, 0.3] }\n", recipe)
+    assert diag.message == ("a search trains one model per trial, but recipe `Reg` trains an "
+                            "ensemble of 3")
