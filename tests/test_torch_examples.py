@@ -23,7 +23,7 @@ torch_source = pytest.importorskip("nnspec.compiler.torch_source")
 EXAMPLES = Path(__file__).parent.parent / "examples"
 NAMES = sorted(p.name for p in EXAMPLES.glob("*.nn"))  # not examples/blocks/
 # the slowest forward passes on a 2-core CPU: unet_valid at 572×572 (~4 s each way) and
-# xception at 299×299 (~3 s); none declares an input-size argument, so they run full size
+# xception at 299×299 (~3 s), compiled here at their published (default) sizes
 SLOW = {"unet_valid.nn", "xception.nn"}
 BIG = {"alexnet.nn", "vgg16.nn", "resnet50.nn", "unet_valid.nn", "xception.nn"}
 
