@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -340,7 +341,7 @@ def compile(  # noqa: A001 - the command's name
 def export(
     file: Annotated[Path, typer.Argument(help="the spec file (.nn)")],
     weights: Annotated[str, typer.Option(
-        "--weights", "-w", help="a run directory (its best.safetensors) or a .safetensors file")],
+        "--weights", "-w", help="a run directory (the weights its test report describes) or a .safetensors file")],
     output: Annotated[Path, typer.Option("--output", "-o", help="the .onnx file to write")],
     model: Annotated[str | None, typer.Option("--model", "-m", help="the model to export")] = None,
     fold_bn: Annotated[bool, typer.Option(
@@ -655,6 +656,25 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
         sys.exit(130)
+    except SystemExit as exc:
+        if _joined_a_process_group():
+            # gloo's C++ threads can outlive the group and abort the interpreter's shutdown
+            # ("terminate called without an active exception", SIGABRT) after a run that
+            # finished and wrote everything: leave without running the static destructors
+            sys.stdout.flush()
+            sys.stderr.flush()
+            code = exc.code
+            os._exit(code if isinstance(code, int) else (0 if code is None else 1))
+        raise
+
+
+def _joined_a_process_group() -> bool:
+    """Whether this process joined a torch.distributed group (torchrun's environment)."""
+    if "torch.distributed" not in sys.modules or not os.environ.get("WORLD_SIZE"):
+        return False
+    from nnspec.runtime import distributed
+
+    return distributed.joined
 
 
 __all__ = ["app", "main", "Model"]

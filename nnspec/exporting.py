@@ -60,15 +60,16 @@ def expected_state(graph: Graph) -> dict[str, Any]:
 def find_weights(source: str | os.PathLike[str]) -> tuple[Path, Path | None]:
     """(the weights file, the run directory it belongs to, if any)."""
     from nnspec.runtime.checkpoint import CheckpointError
+    from nnspec.runtime.layout import model_weights
 
     path = Path(source)
-    if path.is_dir():
-        best = path / "best.safetensors"
-        if not best.is_file():
-            raise CheckpointError(f"`{path}` is not a run directory (it has no best.safetensors)",
+    if path.is_dir():  # the weights its test.json describes: runtime/layout.py
+        weights = model_weights(path)
+        if not weights.is_file():
+            raise CheckpointError(f"`{path}` is not a run directory (it has no {weights.name})",
                                   path, help="give the directory `nnspec train` wrote, or a "
                                   ".safetensors file")
-        return best, path
+        return weights, path
     if not path.exists():
         raise CheckpointError(f"weights `{path}` do not exist", path,
                               help="give a run directory or a .safetensors file")

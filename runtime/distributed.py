@@ -169,6 +169,9 @@ def resolve_device(requested: str, nproc: int, local_rank: int | None = None) ->
     return "cuda"
 
 
+joined = False  # this process joined a group (the CLI then leaves without C++ destructors)
+
+
 def setup(rank: int, world_size: int, local_rank: int, device: str, *, launcher: str,
           init_method: str) -> Group:
     """Join the process group (gloo for "cpu", NCCL for "cuda" on GPU ``local_rank``)."""
@@ -189,6 +192,8 @@ def setup(rank: int, world_size: int, local_rank: int, device: str, *, launcher:
                      help="another program holds that port: choose another MASTER_PORT (or let "
                      "`--nproc` pick a free one)" if clash else
                      "check MASTER_ADDR / MASTER_PORT and that every rank was started") from None
+    global joined
+    joined = True
     return Group(rank=rank, world_size=world_size, local_rank=local_rank, backend=backend,
                  launcher=launcher)
 

@@ -51,6 +51,7 @@ from nnspec.spec.recipe_ir import CLASSIFICATION_LOSSES, Recipe
 
 from . import checkpoint as ckpt
 from .augment import generator_for
+from .layout import model_weights
 from .objectives import LOSSES, MetricSums, predictions
 from .prepare import PreparedData
 from .report import confusion_matrix, write_ensemble_summary
@@ -325,7 +326,7 @@ def check_supported(recipe: Recipe, *, nproc: int | None, launched: bool) -> Non
 
 
 def ensemble_weights(run: Path) -> list[Path] | None:
-    """The members' best.safetensors of an ensemble run directory, in member order; None
+    """The members' weights (runtime/layout.py) of an ensemble run directory, in member order; None
     when ``run`` is no ensemble run."""
     record = run / ENSEMBLE_FILE
     if not record.is_file():
@@ -335,7 +336,7 @@ def ensemble_weights(run: Path) -> list[Path] | None:
     except (OSError, ValueError, KeyError, TypeError):
         raise ckpt.CheckpointError(f"`{record}` is not an ensemble record", record,
                                    help="train the ensemble again") from None
-    paths = [run / "members" / str(k) / "best.safetensors" for k in range(members)]
+    paths = [model_weights(run / "members" / str(k)) for k in range(members)]
     missing = [p for p in paths if not p.is_file()]
     if missing:
         raise ckpt.CheckpointError(f"the ensemble in `{run}` lacks `{missing[0]}`", missing[0],

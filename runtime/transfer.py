@@ -43,7 +43,7 @@ def load_initial(module: nn.Module, source: WeightsSource | None) -> list[str]:
     path = Path(source.path)
     file = weights_file(source.path)
     if not file.is_file():
-        what = "is not a run directory (it has no best.safetensors)" if path.is_dir() \
+        what = f"is not a run directory (it has no {file.name})" if path.is_dir() \
             else "does not exist"
         raise CheckpointError(f"`init from`: `{source.written}` {what}", file,
                               help="train the base run first, or give its directory or a "

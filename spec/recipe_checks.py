@@ -101,8 +101,11 @@ def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
 
 
 def weights_file(path: str) -> Path:
-    """`init from`'s file: the path itself, or a run directory's best.safetensors."""
-    return Path(path) / "best.safetensors" if os.path.isdir(path) else Path(path)
+    """`init from`'s file: the path itself, or the model of a run directory (its
+    best.safetensors with early stopping, else last.safetensors: runtime/layout.py)."""
+    from nnspec.runtime.layout import model_weights
+
+    return model_weights(path) if os.path.isdir(path) else Path(path)
 
 
 def matching(names: Iterable[str], patterns: Iterable[str]) -> list[str]:
@@ -775,14 +778,14 @@ class Checks:
         if not file.is_file():
             return
         shown = source.written if file == Path(source.path) else \
-            os.path.join(source.written, "best.safetensors")
+            os.path.join(source.written, file.name)
         path_span = self.source_spans["path"]
         try:
             shapes = safetensors_shapes(file)
         except (OSError, ValueError) as exc:
             self._err(codes.RECIPE_WEIGHTS, f"`{shown}` is not a safetensors file: {exc}",
                       path_span, "not safetensors", help="`init from` reads safetensors (a run "
-                      "directory's best.safetensors); other formats are never unpickled")
+                      "directory's weights); other formats are never unpickled")
             return
         missing = [n for n in matched if n not in shapes]
         wrong = [n for n in matched if n in shapes and shapes[n] != state[n]]

@@ -196,3 +196,20 @@ def test_torch_compile_trains_and_saves_plain_keys(tmp_path):
     tensors, _ = load_weights(run.directory / "last.safetensors")
     assert set(tensors) == set(run.module.state_dict())  # no `_orig_mod.` prefix
     assert run.test_accuracy is not None and run.test_accuracy > 0.5
+
+
+@pytest.mark.parametrize("early_stop", [False, True], ids=["last", "best"])
+def test_the_exported_weights_are_those_the_test_report_describes(tmp_path, early_stop):
+    """Without early stopping a run ends with its last epoch's weights (they are what test.json
+    measures); with it, the best epoch's are restored. Export and `init from` take the same."""
+    from nnspec.exporting import find_weights
+    from nnspec.runtime.checkpoint import load_weights
+
+    text = MLP
+    if early_stop:
+        text = text.replace("    seed       3\n", "    seed       3\n    early_stop patience=3\n")
+    run = nnspec.train(write(tmp_path, text), out=tmp_path / "run", **QUIET)
+    weights, _ = find_weights(run.directory)
+    assert weights.name == ("best.safetensors" if early_stop else "last.safetensors")
+    tensors, _ = load_weights(weights)
+    assert all(torch.equal(tensors[k], v) for k, v in run.module.state_dict().items())

@@ -186,7 +186,7 @@ def test_a_file_that_changed_since_the_check_is_a_clear_error(folder):
     with pytest.raises(CheckpointError) as info:
         load_initial(module, whole)
     assert info.value.message == (
-        f"`init from`: `head.weight` has shape [10, 32] in `{folder / 'base' / 'best.safetensors'}`"
+        f"`init from`: `head.weight` has shape [10, 32] in `{folder / 'base' / 'last.safetensors'}`"
         ", the model needs [2, 32]")
     assert info.value.help == "leave `head` out of `match` to keep its initialisation"
     missing = WeightsSource(path=str(folder / "nowhere.safetensors"), written="nowhere.safetensors")
@@ -233,7 +233,7 @@ LINE = NET.count("\n") + 4  # the line of the third setting of `diagnostics`
 def test_a_new_head_loaded_from_the_old_run_is_a_shape_error_with_the_fix(folder):
     (diag,) = diagnostics(folder, 'init from("base")')
     assert (diag.code, diag.message) == (
-        codes.RECIPE_WEIGHTS, "`head.weight` is [10, 32] in `base/best.safetensors` but [2, 32] "
+        codes.RECIPE_WEIGHTS, "`head.weight` is [10, 32] in `base/last.safetensors` but [2, 32] "
         "in `DigitsNet` (and 1 more)")
     assert diag.help == ('leave `head` out of `match` to keep its initialisation (a new head): '
                          'match="features.*"')

@@ -266,8 +266,14 @@ class ModelVerifier:
                 detail += f"; {f.kinks} step(s) met a kink and were skipped"
             if f.notes:
                 detail += "; " + "; ".join(f.notes)
+            ok = f.ok
+            if f.checked == 0 and f.kinks:  # compared nothing: not a pass
+                ok = False
+                detail = (f"{f.leaf.name}: nothing compared, every one of {f.kinks} steps met a "
+                          "kink (the loss is not smooth at these inputs: e.g. batchnorm over a "
+                          "1×1 map, variance ≈ 0); check a larger input or batch")
             results.append(self.result(
-                "gradient", f.leaf.name, f.ok, detail, error=f.error, bound=tol.bound,
+                "gradient", f.leaf.name, ok, detail, error=f.error, bound=f.bound or tol.bound,
                 node=node, data={"mode": f.mode, "checked": f.checked, "kinks": f.kinks,
                                  "autograd": f.autograd, "numeric": f.numeric,
                                  "where": f.where.strip(), "kink_margin": margin}))
@@ -392,7 +398,9 @@ class ModelVerifier:
         if outcome["status"] == "diverged":
             detail = f"the loss diverged ({final:.4g}) at step {step} even with {how}"
         elif outcome["accuracy"] is not None:
-            detail = (f"{outcome['accuracy']:.0%} training accuracy after {step} steps "
+            # floored: 99.99% must not print as 100% when the batch is not memorised
+            shown = math.floor(outcome["accuracy"] * 1e4) / 1e2
+            detail = (f"{shown:g}% training accuracy after {step} steps "
                       f"(loss {initial:.4g} -> {final:.4g}); {what}")
         else:
             detail = (f"loss {initial:.4g} -> {final:.4g} "
