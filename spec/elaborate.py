@@ -279,6 +279,7 @@ class Elaborator:
         output_spans: dict[str, Span] = {}
         asserts: list[ast.Assert] = []
         poisoned_output = False
+        errors_before = sum(d.severity == "error" for d in self.diags)
 
         def add_output(name: str, value: Any, span: Span) -> None:
             nonlocal poisoned_output
@@ -334,7 +335,11 @@ class Elaborator:
             if name not in scope.used and name not in output_spans:
                 self.diags.append(warning(codes.UNUSED, f"value `{name}` is never used", span,
                                           help="use it, output it, or remove it"))
+        # a layer that failed counts nothing: its budget assertions would only echo the error
+        incomplete = sum(d.severity == "error" for d in self.diags) > errors_before
         for stmt in asserts:
+            if incomplete and any(_mentions(stmt.expr, key) for key in BUDGET_NAMES):
+                continue
             self.where = stmt.span
             self._assert(stmt, scope)
         return outputs
@@ -906,6 +911,9 @@ def poisoned_args(values: dict[str, Any]) -> bool:
 
 def _poisoned(value: Any) -> bool:  # not a closure: a recursive one is a reference cycle per call
     return value is POISON or isinstance(value, tuple) and any(_poisoned(v) for v in value)
+
+
+BUDGET_NAMES = ("params", "trainable_params", "buffers", "macs", "memory", "receptive_field")
 
 
 def _mentions(expr: Any, name: str) -> bool:

@@ -144,6 +144,18 @@ def test_budget_assertions_pass_and_fail_with_numbers():
     assert diag.code == "E4001" and "params = 224" in diag.notes[0]
 
 
+def test_a_failed_layer_leaves_the_budget_assertions_silent():
+    """The failed layer counts nothing, so `params == 20` would fail with params = 0: one
+    mistake, one error. An assertion on arguments alone is still checked."""
+    (diag,) = errors("model M(c: int = 3) { input x: [1, 8, 8]\n"
+                     " x -> pad(9, mode=reflect) -> conv(2, 3) -> output\n"
+                     " assert params == 20\n assert macs < 1 }")
+    assert diag.code == "E2108"
+    found = errors("model M(c: int = 3) { input x: [1, 8, 8]\n"
+                   " x -> pad(9, mode=reflect) -> conv(2, 3) -> output\n assert c == 4 }")
+    assert [d.code for d in found] == ["E2108", "E4001"]
+
+
 def test_block_assertions_check_parameters():
     (diag,) = errors("block B(c: int) { input x\n assert c % 4 == 0\n x -> conv(c, 1) -> output }\n"
                      "model M { input x: [3, 4, 4]\n x -> B(6) -> output }")

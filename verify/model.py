@@ -47,7 +47,10 @@ FULL_JACOBIAN_LIMIT = 2_000  # parameters and outputs up to which the full Jacob
 KINKED = ("relu", "leaky_relu", "prelu", "elu")  # ops with a kink at 0
 KINK_MARGIN = 1e-4  # a ReLU-type input closer to 0 than this (× its scale) is redrawn
 VANISHING, EXPLODING = 1e-2, 1e2  # activation std relative to the input's
-MEMORISED = 1e-2  # a regression batch is memorised when its loss falls below this × initial
+# a regression batch is memorised when its loss falls below this × the larger of its initial
+# loss and the loss of predicting the batch's mean (trained weights start low: the mean's
+# loss keeps the bar where a fresh model's would be)
+MEMORISED = 1e-2
 
 
 @dataclass
@@ -426,6 +429,9 @@ class ModelVerifier:
         optimizer = make_optimizer(module.parameters(), kind, lr, hp)
         loss_fn = LOSSES[loss_name]
         classify = loss_name in CLASSIFICATION_LOSSES and target.dtype == torch.int64
+        baseline = 0.0
+        if not classify and target.dim() > 0 and target.shape[0] > 1:
+            baseline = float(loss_fn(target.float().mean(0, keepdim=True).expand_as(target), target))
         initial = math.nan
         status, accuracy, value, step = "budget", None, math.nan, 0
         for step in range(1, self.options.overfit_steps + 1):
@@ -443,13 +449,13 @@ class ModelVerifier:
                 if accuracy == 1.0:
                     status = "memorised"
                     break
-            elif value <= MEMORISED * initial:
+            elif value <= MEMORISED * max(initial, baseline):
                 status = "memorised"
                 break
             loss.backward()
             optimizer.step()
         return {"status": status, "lr": lr, "loss": loss_name, "initial": initial,
-                "final": value, "steps": step, "accuracy": accuracy}
+                "final": value, "steps": step, "accuracy": accuracy, "mean_predictor": baseline}
 
     # -- (e) initialisation statistics ----------------------------------------------------
     def check_init(self) -> list[CheckResult]:
