@@ -294,7 +294,10 @@ def open_search_directory(loaded: Loaded, search: Search, spec_hash: str, *, out
             raise TrainingError(f"`{resume}` holds a search of another spec (the file or the "
                                 "search changed since)", help="search again in a new directory "
                                 "(--out), or restore the spec it was started with")
-        return resume, _read_trials(resume / TRIALS_FILE)
+        done = _read_trials(resume / TRIALS_FILE)
+        # a line cut short by the interruption goes, so the next records follow whole ones
+        ckpt.write_text(resume / TRIALS_FILE, "".join(json.dumps(t.record()) + "\n" for t in done))
+        return resume, done
     directory = out if out is not None else new_run_directory(Path("runs"), f"search-{search.name}")
     if (directory / SEARCH_FILE).exists():
         raise TrainingError(f"`{directory}` already holds a search",
@@ -315,11 +318,12 @@ def _read_trials(path: Path) -> list[Trial]:
     if not path.is_file():
         return []
     trials = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for n, line in enumerate(lines, 1):
         try:
             trials.append(Trial.from_record(json.loads(line)))
         except (ValueError, TypeError):
-            if n < len(path.read_text(encoding="utf-8").splitlines()):
+            if n < len(lines):
                 raise TrainingError(f"`{path}` line {n} is damaged",
                                     help="remove that line: its trial is trained again") from None
     return trials

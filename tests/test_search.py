@@ -442,3 +442,19 @@ def test_a_recipe_that_trains_an_ensemble_cannot_be_searched(tmp_path):
     (diag,) = search_errors(tmp_path, "search Reg { optimizer.lr in [0.1, 0.3] }\n", recipe)
     assert diag.message == ("a search trains one model per trial, but recipe `Reg` trains an "
                             "ensemble of 3")
+
+
+def test_a_record_cut_short_is_trained_again_and_a_damaged_one_is_an_error(tmp_path):
+    path = spec(tmp_path, VALLEY)
+    nnspec.search(path, out=tmp_path / "s", max_trials=2, **QUIET)
+    records = tmp_path / "s" / "trials.jsonl"
+    first, second = records.read_text().splitlines()
+    records.write_text(first + "\n" + second[: len(second) // 2])  # the write was interrupted
+    lines: list[str] = []
+    resumed = nnspec.search(path, resume=tmp_path / "s", log=lines.append)
+    assert sum("(finished before)" in line for line in lines) == 1 and len(resumed.trials) == 9
+    again = nnspec.search(path, resume=tmp_path / "s", **QUIET)  # the cut line is gone
+    assert [t.objective for t in again.trials] == [t.objective for t in resumed.trials]
+    records.write_text("{not json\n" + records.read_text())
+    with pytest.raises(TrainingError, match="trials.jsonl` line 1 is damaged"):
+        nnspec.search(path, resume=tmp_path / "s", **QUIET)
