@@ -26,7 +26,7 @@ from typing import Any
 
 from nnspec.spec.ir import Graph
 from nnspec.spec.loader import Loaded
-from nnspec.spec.recipe_ir import Recipe
+from nnspec.spec.recipe_ir import CLASSIFICATION_LOSSES, Recipe
 
 from . import checkpoint as ckpt
 from .data import Dataset
@@ -79,7 +79,7 @@ class CvResult:
     def record(self, recipe: Recipe) -> dict[str, Any]:
         return {
             "method": f"{len(self.folds)}-fold cross-validation of the training split "
-                      f"({'stratified, ' if recipe.loss in _LABELLED else ''}seed {recipe.seed}); "
+                      f"({'stratified, ' if _stratified(recipe) else ''}seed {recipe.seed}); "
                       "each fold scored at the epoch whose weights the run keeps",
             "folds": [f.record() for f in self.folds],
             "mean": self.mean, "std": self.std, "std_of": "the population (ddof = 0)",
@@ -92,9 +92,6 @@ class CvResult:
             return f"diverged ({self.diverged})"
         shown = ", ".join(f"{k} {self.mean[k]:.4g} ± {self.std[k]:.2g}" for k in self.mean)
         return f"{shown} over {len(self.folds)} folds"
-
-
-_LABELLED = ("cross_entropy", "nll", "hinge", "bce", "bce_logits")
 
 
 def kept_row(history: list[dict[str, float]], best_epoch: int | None, recipe: Recipe,
@@ -175,6 +172,11 @@ def append_summary(directory: Path) -> dict[str, Any]:
     text = summary.read_text(encoding="utf-8") if summary.is_file() else ""
     ckpt.write_text(summary, text.rstrip("\n") + "\n" + "\n".join(lines) + "\n")
     return record
+
+
+def _stratified(recipe: Recipe) -> bool:
+    """Folds are stratified by class labels (runtime/prepare.py stratify_labels)."""
+    return recipe.loss in CLASSIFICATION_LOSSES and recipe.target == "labels"
 
 
 def _quiet(line: str) -> None:

@@ -13,11 +13,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from typer.testing import CliRunner  # noqa: E402
+from cli_runner import cli  # noqa: E402
 
 import nnspec  # noqa: E402
 from nnspec.api import load_recipe  # noqa: E402
-from nnspec.cli import app  # noqa: E402
 from nnspec.compiler.torch_build import build_module  # noqa: E402
 from nnspec.runtime import Session  # noqa: E402
 from nnspec.runtime.checkpoint import load_weights  # noqa: E402
@@ -71,12 +70,6 @@ def write(folder: Path, text: str, name: str = "net.nn") -> Path:
     return path
 
 
-def cli(*args: str | Path):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    assert "Traceback" not in result.stdout + result.stderr
-    return result
 
 
 def digits_spec(folder: Path, ensemble: str) -> Path:

@@ -15,11 +15,11 @@ torch = pytest.importorskip("torch")
 neighbors = pytest.importorskip("sklearn.neighbors")
 ort = pytest.importorskip("onnxruntime")
 
-from typer.testing import CliRunner  # noqa: E402
+
+from cli_runner import cli  # noqa: E402
 
 import nnspec  # noqa: E402
 from nnspec.api import load_recipe  # noqa: E402
-from nnspec.cli import app  # noqa: E402
 from nnspec.runtime import Session  # noqa: E402
 from nnspec.runtime.data import Dataset, kfold_indices, load_builtin  # noqa: E402
 from nnspec.runtime.knn import predict  # noqa: E402
@@ -136,12 +136,6 @@ def test_the_run_directory(run):
 
 
 # == ONNX ======================================================================================
-def cli(*args: str | Path):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    assert "Traceback" not in result.stdout + result.stderr
-    return result
 
 
 def test_export_and_predict_agree_with_the_module_on_the_test_split(run, splits, tmp_path):

@@ -14,10 +14,10 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from typer.testing import CliRunner  # noqa: E402
+
+from cli_runner import cli  # noqa: E402
 
 import nnspec  # noqa: E402
-from nnspec.cli import app  # noqa: E402
 from nnspec.runtime import PredictError, Session  # noqa: E402
 from nnspec.runtime.data import load_builtin, split_indices  # noqa: E402
 
@@ -25,12 +25,6 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 QUIET = {"progress": False, "log": lambda line: None}
 
 
-def cli(*args: str | Path):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    assert "Traceback" not in result.stdout + result.stderr
-    return result
 
 
 def held_out(recipe_split: tuple[float, ...], labels: np.ndarray, seed: int) -> np.ndarray:

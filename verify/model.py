@@ -23,7 +23,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -205,19 +205,12 @@ class ModelVerifier:
         """The smallest |input| of any ReLU-type node, relative to that input's scale."""
         margins: list[float] = []
 
-        def record(_m, args, _out) -> None:
+        def record(_node: Node, args: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
             x = args[0].detach()
             scale = float(x.abs().max()) or 1.0
             margins.append(float(x.abs().min()) / scale)
 
-        hooks = [module.get_submodule(n.name).register_forward_hook(record)
-                 for n in self.graph.nodes if n.op in KINKED]
-        try:
-            with torch.no_grad():
-                module(*xs)
-        finally:
-            for hook in hooks:
-                hook.remove()
+        _observe(module, xs, [n for n in self.graph.nodes if n.op in KINKED], record)
         return min(margins, default=math.inf)
 
     def check_gradient(self) -> list[CheckResult]:
@@ -288,16 +281,8 @@ class ModelVerifier:
         xs = self.inputs(self.options.batch, self.options.seed + 7).x
         state = {k: v.detach() for k, v in module.state_dict().items()}
         torch_values: dict[str, np.ndarray] = {}
-        hooks = [module.get_submodule(node.name).register_forward_hook(
-            lambda _m, _a, out, name=node.name: torch_values.__setitem__(
-                name, out.detach().numpy().copy()))
-            for node in self.graph.nodes]
-        try:
-            with torch.no_grad():
-                module(*xs)
-        finally:
-            for hook in hooks:
-                hook.remove()
+        _observe(module, xs, self.graph.nodes, lambda node, _args, out: torch_values.__setitem__(
+            node.name, out.detach().numpy().copy()))
         arrays = [x.numpy() for x in xs]
         reference = interpret(self.graph, {k: v.numpy() for k, v in state.items()}, arrays)
         onnx_values = self._onnx_values(state, arrays)
@@ -525,5 +510,19 @@ class ModelVerifier:
                                 node=node, data=data_out)]
         return [self.result("init", "activations", True, summary, data=data_out)]
 
+
+
+def _observe(module: nn.Module, xs: list[torch.Tensor], nodes: Iterable[Node],
+             see: Callable[[Node, tuple[torch.Tensor, ...], torch.Tensor], None]) -> None:
+    """Run ``module(*xs)`` without gradients, calling ``see(node, inputs, output)`` as each
+    of ``nodes`` runs (forward hooks, removed afterwards)."""
+    hooks = [module.get_submodule(node.name).register_forward_hook(
+        lambda _m, args, out, node=node: see(node, args, out)) for node in nodes]
+    try:
+        with torch.no_grad():
+            module(*xs)
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 __all__ = ["CHECKS", "ModelVerifier", "Options"]
