@@ -30,7 +30,7 @@ from torch import nn
 
 import nnspec
 from nnspec.compiler.torch_build import build_module
-from nnspec.runtime.data import load_builtin
+from nnspec.runtime.data.sources import load_builtin
 
 SPEC = Path(__file__).parent.parent / "examples" / "digits_cnn.nn"
 

@@ -223,7 +223,7 @@ def output_kind(graph: Graph, task: str | None = None) -> str:
 
 # how an ensemble turns one member's output into what it averages: class probabilities for a
 # classifier (softmax over the class axis 1, a sigmoid for one logit, exp of log-probabilities),
-# a regression's values as they are; the torch side (runtime/ensemble.py) reads the same names
+# a regression's values as they are; the torch side (runtime/experiments/ensemble.py) reads the same names
 TO_PROBABILITIES = {"softmax": ("Softmax", {"axis": 1}), "sigmoid": ("Sigmoid", {}),
                     "exp": ("Exp", {})}
 
@@ -326,6 +326,16 @@ def _lower(g: OnnxGraph, graph: Graph, arrays: Mapping[str, np.ndarray], *, fold
     return values, plan
 
 
+def _version() -> str:
+    """The installed nnspec's version (this stage does not import the package face)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("nnspec")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def _model(g: OnnxGraph, graph: Graph, metadata: Mapping[str, Any],
            check: bool) -> onnx.ModelProto:
     """The ModelProto around ``g``'s nodes: the spec's inputs and outputs, opset, metadata."""
@@ -344,14 +354,13 @@ def _model(g: OnnxGraph, graph: Graph, metadata: Mapping[str, Any],
     model.opset_import.extend(opsets)
     model.ir_version = helper.find_min_ir_version_for(opsets)
     model.producer_name = "nnspec"
-    from nnspec import __version__
-
-    props: dict[str, Any] = {"nnspec_version": __version__, "model": graph.name}
+    version = _version()
+    props: dict[str, Any] = {"nnspec_version": version, "model": graph.name}
     props.update(metadata)
     props.setdefault("output_kind", output_kind(graph, props.get("task")))
     helper.set_model_props(model, {k: v if isinstance(v, str) else json.dumps(v)
                                    for k, v in props.items() if v is not None})
-    model.producer_version = __version__
+    model.producer_version = version
     if check:
         onnx.checker.check_model(model, full_check=True)
     return model

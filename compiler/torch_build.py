@@ -83,3 +83,15 @@ class GraphModule(nn.Module):
 
 def build_module(graph: Graph) -> GraphModule:
     return GraphModule(graph)
+
+
+def initial_weights(graph: Graph, seed: int = 0) -> dict[str, torch.Tensor]:
+    """torch's default initialisation of the model, under ``torch.manual_seed(seed)``."""
+    torch.manual_seed(seed)
+    return dict(build_module(graph).state_dict())
+
+
+def expected_state(graph: Graph) -> dict[str, torch.Tensor]:
+    """A freshly built module's state_dict (names and shapes; on the meta device: no memory)."""
+    with torch.device("meta"):
+        return dict(build_module(graph).state_dict())

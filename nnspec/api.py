@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from nnspec.spec import codes
-from nnspec.spec.diagnostics import Diagnostic, DiagnosticError, error
-from nnspec.spec.elaborate import DEFAULT_MAX_PARAMS, elaborate
+from nnspec.spec.diagnostics import Diagnostic
+from nnspec.spec.elaborate import DEFAULT_MAX_PARAMS
 from nnspec.spec.ir import Graph, Program, SourceInfo
 from nnspec.spec.loader import Loaded, load_file, load_text
+from nnspec.spec.models import elaborate_model, model_names
 from nnspec.spec.passes.summary import Summary, summarize
-from nnspec.spec.recipe import elaborate_recipe, find_recipe
-from nnspec.spec.recipe_ir import Recipe
+from nnspec.spec.recipe.elaborate import elaborate_recipe, find_recipe
+from nnspec.spec.recipe.ir import Recipe
 
 
 @dataclass
@@ -43,14 +45,33 @@ class Model:
         """The ONNX ModelProto (opset 21) with ``weights``: a state_dict or {name: array}, a
         .safetensors path, or None for torch's default initialisation under ``seed``.
         Raises CheckpointError when the weights' names or shapes differ from the spec's."""
-        from nnspec.exporting import onnx_model
-
         return onnx_model(self, weights, fold_bn=fold_bn, metadata=metadata, seed=seed)
 
 
-def model_names(loaded: Loaded) -> list[str]:
-    """Models defined in the root file, in order (imported files contribute blocks)."""
-    return [d.name for d in loaded.root.definitions if d.kind == "model"]
+Weights = Mapping[str, Any] | str | os.PathLike[str] | None
+
+
+def onnx_model(model: Model, weights: Weights = None, *, fold_bn: bool = False,
+               metadata: Mapping[str, Any] | None = None, seed: int = 0,
+               source: Path | None = None) -> Any:
+    """The ONNX model of ``model`` with ``weights``: a state_dict or {name: array}, a
+    .safetensors file, or None for torch's default initialisation under ``seed``.
+    ``source`` names the weights in error messages."""
+    from nnspec.compiler.onnx_build import build_onnx
+    from nnspec.compiler.torch_build import expected_state, initial_weights
+    from nnspec.runtime.loop.checkpoint import check_state_dict, load_weights
+
+    where = source or Path("<weights>")
+    if weights is None:
+        tensors: Mapping[str, Any] = initial_weights(model.graph, seed)
+    elif isinstance(weights, (str, os.PathLike)):
+        where = Path(weights)
+        tensors, _ = load_weights(where)
+    else:
+        tensors = weights
+    check_state_dict(expected_state(model.graph), tensors, where)
+    props = {"spec_sha256": model.loaded.spec_hash(), **(metadata or {})}
+    return build_onnx(model.graph, tensors, fold_bn=fold_bn, metadata=props)
 
 
 def open_spec(path: str | os.PathLike[str] | None = None, *, text: str | None = None,
@@ -74,18 +95,7 @@ def load(
     Raises :class:`DiagnosticError` (render it with ``.render()``) when the spec is invalid.
     """
     loaded = open_spec(path, text=text)
-    names = model_names(loaded)
-    if model is None:
-        if len(names) != 1:
-            raise DiagnosticError([error(
-                codes.NO_MODEL,
-                "the file defines no model" if not names else f"the file defines {len(names)} models",
-                None,
-                notes=[f"models: {', '.join(names)}"] if names else (),
-                help="choose one with model=..." if names else "define one with `model Name { ... }`",
-            )], loaded.sources)
-        model = names[0]
-    graph, warnings = elaborate(loaded, model, args, max_params=max_params)
+    graph, warnings = elaborate_model(loaded, model, args, max_params=max_params)
     return Model(graph, loaded, warnings)
 
 
@@ -107,3 +117,6 @@ def load_recipe(
     train = find_recipe(loaded, name)
     graph, recipe, warnings = elaborate_recipe(loaded, train, max_params=max_params)
     return Model(graph, loaded, warnings), recipe
+
+
+__all__ = ["Model", "Weights", "load", "load_recipe", "model_names", "onnx_model", "open_spec"]

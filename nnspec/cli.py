@@ -26,7 +26,7 @@ from nnspec.spec.elaborate import DEFAULT_MAX_PARAMS, Elaborator
 from nnspec.spec.ir import Graph
 from nnspec.spec.passes.lint import lint
 from nnspec.spec.passes.summary import Summary, human_bytes, human_count, summarize
-from nnspec.spec.recipe import check_recipes
+from nnspec.spec.recipe.elaborate import check_recipes
 from nnspec.spec.suggest import did_you_mean
 
 app = typer.Typer(
@@ -147,7 +147,7 @@ def _check(file: Path, model: str | None, as_json: bool, set_: list[str], max_pa
     failed = failed or any(d.severity == "error" for d in recipe_diags)
     searches: list[Any] = []
     if loaded.root.searches and model is None and not args:
-        from nnspec.spec.search import check_searches
+        from nnspec.spec.search.elaborate import check_searches
 
         searches, search_diags = check_searches(loaded)
         diags.extend(search_diags)
@@ -308,7 +308,7 @@ def compile(  # noqa: A001 - the command's name
     _print_diagnostics(compiled.warnings, compiled.loaded.sources)
     if emit == "onnx":
         assert output is not None
-        from nnspec.runtime.checkpoint import atomic_write
+        from nnspec.runtime.loop.checkpoint import atomic_write
 
         proto = compiled.to_onnx()
         try:
@@ -327,7 +327,7 @@ def compile(  # noqa: A001 - the command's name
     if output is None:
         sys.stdout.write(text)
         return
-    from nnspec.runtime.checkpoint import write_text
+    from nnspec.runtime.loop.checkpoint import write_text
 
     try:
         write_text(output, text)
@@ -378,9 +378,9 @@ def _error(message: str, help: str | None = None) -> NoReturn:
 @contextmanager
 def _user_errors() -> Iterator[None]:
     """A bad spec, data file, checkpoint or training run: its located message, exit 1."""
-    from nnspec.runtime.checkpoint import CheckpointError
-    from nnspec.runtime.data import DataError
-    from nnspec.runtime.train import TrainingError
+    from nnspec.runtime.data.sources import DataError
+    from nnspec.runtime.loop.checkpoint import CheckpointError
+    from nnspec.runtime.loop.trainer import TrainingError
 
     try:
         yield
@@ -406,7 +406,12 @@ def predict(
 ) -> None:
     """Run an ONNX model on samples through onnxruntime: class probabilities and the top-k
     classes for a classifier, the raw outputs otherwise."""
-    from nnspec.runtime.inference import PredictError, Session, read_input, write_predictions
+    from nnspec.runtime.inference.session import (
+        PredictError,
+        Session,
+        read_input,
+        write_predictions,
+    )
 
     try:
         session = Session(model_file)
@@ -521,7 +526,7 @@ def search(
 ) -> None:
     """Train one trial per point of a spec's `search` block; write results.csv, search.png and
     the best configuration as a complete spec file, best.nn."""
-    from nnspec.runtime.search_report import table
+    from nnspec.runtime.experiments.search_report import table
     from nnspec.searching import search as run
 
     if device not in (None, "auto", "cpu", "cuda"):
@@ -672,7 +677,7 @@ def _joined_a_process_group() -> bool:
     """Whether this process joined a torch.distributed group (torchrun's environment)."""
     if "torch.distributed" not in sys.modules or not os.environ.get("WORLD_SIZE"):
         return False
-    from nnspec.runtime import distributed
+    from nnspec.runtime.experiments import distributed
 
     return distributed.joined
 

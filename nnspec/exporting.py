@@ -16,15 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nnspec.spec.ir import Graph
-from nnspec.spec.recipe_ir import CLASSIFICATION_LOSSES
+from nnspec.api import Model, load, model_names, onnx_model, open_spec
+from nnspec.compiler.torch_build import expected_state, initial_weights
+from nnspec.runtime.loop.checkpoint import find_weights
+from nnspec.spec.recipe.ir import CLASSIFICATION_LOSSES
 
 if TYPE_CHECKING:
     import onnx
-
-    from nnspec.api import Model
-
-Weights = Mapping[str, Any] | str | os.PathLike[str] | None
 
 
 @dataclass
@@ -35,45 +33,6 @@ class Exported:
     model: onnx.ModelProto
     run: Path | None
     weights: Path | None
-
-
-def initial_weights(graph: Graph, seed: int = 0) -> dict[str, Any]:
-    """torch's default initialisation of the model, under ``torch.manual_seed(seed)``."""
-    import torch
-
-    from nnspec.compiler.torch_build import build_module
-
-    torch.manual_seed(seed)
-    return dict(build_module(graph).state_dict())
-
-
-def expected_state(graph: Graph) -> dict[str, Any]:
-    """A freshly built module's state_dict (names and shapes; on the meta device: no memory)."""
-    import torch
-
-    from nnspec.compiler.torch_build import build_module
-
-    with torch.device("meta"):
-        return dict(build_module(graph).state_dict())
-
-
-def find_weights(source: str | os.PathLike[str]) -> tuple[Path, Path | None]:
-    """(the weights file, the run directory it belongs to, if any)."""
-    from nnspec.runtime.checkpoint import CheckpointError
-    from nnspec.runtime.layout import model_weights
-
-    path = Path(source)
-    if path.is_dir():  # the weights its test.json describes: runtime/layout.py
-        weights = model_weights(path)
-        if not weights.is_file():
-            raise CheckpointError(f"`{path}` is not a run directory (it has no {weights.name})",
-                                  path, help="give the directory `nnspec train` wrote, or a "
-                                  ".safetensors file")
-        return weights, path
-    if not path.exists():
-        raise CheckpointError(f"weights `{path}` do not exist", path,
-                              help="give a run directory or a .safetensors file")
-    return path, path.parent if (path.parent / "recipe.json").is_file() else None
 
 
 def _read_json(path: Path) -> Any:
@@ -100,29 +59,6 @@ def run_metadata(run: Path) -> dict[str, Any]:
     return meta
 
 
-def onnx_model(model: Model, weights: Weights = None, *, fold_bn: bool = False,
-               metadata: Mapping[str, Any] | None = None, seed: int = 0,
-               source: Path | None = None) -> onnx.ModelProto:
-    """The ONNX model of ``model`` with ``weights``: a state_dict or {name: array}, a
-    .safetensors file, or None for torch's default initialisation under ``seed``.
-    ``source`` names the weights in error messages."""
-    from nnspec.compiler.onnx_build import build_onnx
-    from nnspec.runtime.checkpoint import check_state_dict, load_weights
-    from nnspec.runtime.run import spec_hash
-
-    where = source or Path("<weights>")
-    if weights is None:
-        tensors: Mapping[str, Any] = initial_weights(model.graph, seed)
-    elif isinstance(weights, (str, os.PathLike)):
-        where = Path(weights)
-        tensors, _ = load_weights(where)
-    else:
-        tensors = weights
-    check_state_dict(expected_state(model.graph), tensors, where)
-    props = {"spec_sha256": spec_hash(model.loaded), **(metadata or {})}
-    return build_onnx(model.graph, tensors, fold_bn=fold_bn, metadata=props)
-
-
 def export(
     spec: str | os.PathLike[str],
     weights: str | os.PathLike[str] | None,
@@ -137,10 +73,8 @@ def export(
     .safetensors file (None: initial weights, seed 0). From a run, the model is elaborated
     with the run's arguments unless ``args`` are given, and its metadata carries the task,
     class names and normaliser. Raises DiagnosticError (spec) or CheckpointError (weights)."""
-    from nnspec.api import load, model_names, open_spec
-    from nnspec.runtime.checkpoint import atomic_write, load_weights
-    from nnspec.runtime.ensemble import ensemble_weights
-    from nnspec.runtime.run import spec_hash
+    from nnspec.runtime.experiments.ensemble import ensemble_weights
+    from nnspec.runtime.loop.checkpoint import atomic_write, load_weights
 
     members = ensemble_weights(Path(weights)) if weights is not None and Path(weights).is_dir() \
         else None
@@ -166,7 +100,7 @@ def export(
         onnx_proto = onnx_model(compiled, tensors, fold_bn=fold_bn, metadata=metadata,
                                 source=file)
     trained_hash = header.get("spec_sha256")
-    if trained_hash and trained_hash != spec_hash(compiled.loaded):
+    if trained_hash and trained_hash != compiled.loaded.spec_hash():
         log(f"warning: `{file or run}` was trained from another version of the spec (its hash "
             "differs); the names and shapes agree")
     path = Path(out)
@@ -179,8 +113,7 @@ def _ensemble_model(model: Model, members: list[Path], *, fold_bn: bool,
     """The ONNX model of an ensemble run (compiler/onnx_build.py build_ensemble_onnx), each
     member's weights checked against the spec; and the first member's header."""
     from nnspec.compiler.onnx_build import build_ensemble_onnx
-    from nnspec.runtime.checkpoint import check_state_dict, load_weights
-    from nnspec.runtime.run import spec_hash
+    from nnspec.runtime.loop.checkpoint import check_state_dict, load_weights
 
     expected = expected_state(model.graph)
     weights, headers = [], []
@@ -189,10 +122,11 @@ def _ensemble_model(model: Model, members: list[Path], *, fold_bn: bool,
         check_state_dict(expected, tensors, path)
         weights.append(tensors)
         headers.append(header)
-    props = {"spec_sha256": spec_hash(model.loaded), **metadata}
+    props = {"spec_sha256": model.loaded.spec_hash(), **metadata}
     proto = build_ensemble_onnx(model.graph, weights, task=metadata.get("task"), fold_bn=fold_bn,
                                 metadata=props)
     return proto, headers[0]
 
 
-__all__ = ["Exported", "export", "find_weights", "initial_weights", "onnx_model", "run_metadata"]
+__all__ = ["Exported", "expected_state", "export", "find_weights", "initial_weights", "onnx_model",
+           "run_metadata"]

@@ -6,8 +6,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from nnspec.runtime.data import Dataset
-from nnspec.runtime.search import SearchRun
+from nnspec.runtime.data.sources import Dataset
+from nnspec.runtime.experiments.search import SearchRun
 
 
 def search(
@@ -29,8 +29,8 @@ def search(
     training its finished trials again; ``max_trials=k`` ends this call after k new trials.
     """
     from nnspec.api import open_spec
-    from nnspec.runtime.search import run_search
-    from nnspec.spec.search import load_search
+    from nnspec.runtime.experiments.search import run_search
+    from nnspec.spec.search.elaborate import load_search
     from nnspec.training import dataset_from_argument
 
     spec_path = Path(spec)

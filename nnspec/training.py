@@ -7,9 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nnspec.runtime.data import Dataset, load_data
-from nnspec.runtime.train import Run
-from nnspec.spec.recipe_ir import Recipe
+from nnspec.runtime.data.sources import Dataset, load_data
+from nnspec.runtime.loop.trainer import Run
+from nnspec.spec.recipe.ir import Recipe
 
 
 def with_overrides(recipe: Recipe, **changes: Any) -> Recipe:
@@ -61,7 +61,7 @@ def train(
     in ``run.extra``, ``world_size``, ``ranks_equal`` and each rank's parameter checksum.
     """
     from nnspec.api import load_recipe
-    from nnspec.runtime.run import run_training
+    from nnspec.runtime.experiments.run import run_training
 
     spec_path = Path(spec)
     model, chosen = load_recipe(spec_path, recipe)

@@ -23,6 +23,14 @@ class Loaded:
     hashes: dict[str, str]
     definitions: dict[str, ast.Definition] = field(default_factory=dict)
 
+    def spec_hash(self) -> str:
+        """One sha256 over every source file of the spec (the root and its imports): what a
+        run directory, a search and an exported model record of the spec they came from."""
+        digest = hashlib.sha256()
+        for name in sorted(self.hashes):
+            digest.update(f"{name}\0{self.hashes[name]}\0".encode())
+        return digest.hexdigest()
+
 
 def decode(data: bytes, name: str, path: Path | None = None) -> SourceFile:
     """Bytes -> SourceFile; non-UTF-8 or binary content is a located diagnostic."""

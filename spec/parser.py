@@ -4,10 +4,20 @@ and lark's errors translated into diagnostics a user can read.
 Valid text takes a fast path (`_Fast`): lark's own tables and contextual lexer, recompiled
 into a tight loop. Anything it does not accept is parsed again by lark, whose exception is
 the one translated, so syntax errors are lark's to the letter.
+
+lark's parser is not built from the grammar at start-up (about 140 ms): it is loaded, in a
+quarter of that, from `grammar_tables.json` beside the grammar: lark's own serialisation (as
+its standalone generator writes it) in a tagged JSON that keeps tuples and non-string keys. The
+file records the sha256 of the grammar, the lark version and the parser options it was made
+with; where any of them differs, or the file is missing or damaged, the parser is built from
+the grammar as before: slower, never wrong. After editing the grammar or upgrading lark,
+regenerate it with `python -m nnspec.spec.grammar_tables` and commit it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Iterator
 from copy import copy
@@ -16,8 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from lark import Lark, Token
+from lark import __version__ as lark_version
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
-from lark.lark import PostLex
+from lark.grammar import Rule
+from lark.lark import _LOAD_ALLOWED_OPTIONS, PostLex
+from lark.lexer import TerminalDef
 
 from . import ast, codes
 from .build_ast import Builder, Tok, callbacks, plans
@@ -74,11 +87,89 @@ class _Brackets(PostLex):
 _BRACKETS = _Brackets()
 
 
+GRAMMAR = Path(__file__).parent / "grammar.lark"
+TABLES = Path(__file__).parent / "grammar_tables.json"
+# Positions are not propagated: the AST builder locates nodes itself.
+_OPTIONS = {"parser": "lalr", "lexer": "contextual", "maybe_placeholders": True}
+_TABLES_FORMAT = 1  # the encoding below; bump it when it changes
+
+
 @lru_cache(maxsize=1)
 def _lark() -> Lark:
-    """The grammar. Positions are not propagated: the AST builder locates nodes itself."""
-    grammar = (Path(__file__).parent / "grammar.lark").read_text("utf-8")
-    return Lark(grammar, parser="lalr", lexer="contextual", postlex=_BRACKETS, maybe_placeholders=True)
+    """lark's parser built from the grammar: the fallback for stale tables, what the tables are
+    written from, and what a test that needs lark's `Grammar` asks for."""
+    return Lark(GRAMMAR.read_text("utf-8"), postlex=_BRACKETS, **_OPTIONS)
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Lark:
+    """lark's parser as this module runs it: from the tables when they are current."""
+    loaded = load_tables(TABLES)
+    return loaded if loaded is not None else _lark()
+
+
+def _tables_key() -> dict[str, Any]:
+    """What the tables depend on; they are used only where it equals the key they record."""
+    grammar = GRAMMAR.read_text("utf-8")
+    return {
+        "format": _TABLES_FORMAT,
+        "grammar_sha256": hashlib.sha256(grammar.encode("utf-8")).hexdigest(),
+        "lark_version": lark_version,
+        "options": _OPTIONS,
+    }
+
+
+def load_tables(path: Path) -> Lark | None:
+    """lark's parser loaded from the tables at `path`, with the post-lexer attached; None where
+    the file is missing, damaged or written for another grammar, lark version or options."""
+    try:
+        with path.open(encoding="utf-8") as file:
+            tables = json.load(file, object_hook=_decode)
+        if tables["key"] != _tables_key():
+            return None
+        loaded = Lark._load_from_dict(tables["data"], tables["memo"], postlex=_BRACKETS)
+    except Exception:  # a damaged file is only a cache miss, whatever part of it is broken
+        return None
+    for terminal in loaded.terminals:  # lark writes a pattern's frozenset of flags as a list
+        terminal.pattern.flags = frozenset(terminal.pattern.flags)
+    return loaded
+
+
+def write_tables(path: Path) -> None:
+    """Write the tables of the parser built from the grammar. The options a loaded parser is
+    given again (the post-lexer, an object) are left out, as lark's own cache does."""
+    data, memo = _lark().memo_serialize([TerminalDef, Rule])
+    data["options"] = {k: v for k, v in data["options"].items() if k not in _LOAD_ALLOWED_OPTIONS}
+    tables = {"key": _tables_key(), "memo": memo, "data": data}
+    text = json.dumps(_encode(tables), separators=(",", ":"), allow_nan=False)
+    path.write_text(text + "\n", "utf-8")
+
+
+def _encode(value: Any) -> Any:
+    """lark's serialisation as JSON that decodes to an equal value: a tuple becomes
+    `{"$tuple": [...]}` and a dict with a key that is not a string, or that starts with `$`,
+    `{"$dict": [[key, value], ...]}`. Anything JSON has no form for is refused."""
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    if isinstance(value, tuple):
+        return {"$tuple": [_encode(v) for v in value]}
+    if isinstance(value, dict):
+        if all(isinstance(k, str) and not k.startswith("$") for k in value):
+            return {k: _encode(v) for k, v in value.items()}
+        return {"$dict": [[_encode(k), _encode(v)] for k, v in value.items()]}
+    raise TypeError(f"the grammar tables cannot hold a {type(value).__name__}: {value!r}")
+
+
+def _decode(obj: dict[str, Any]) -> Any:
+    """`json.load`'s object hook, undoing `_encode` (inner objects are decoded first)."""
+    if len(obj) == 1:
+        if "$tuple" in obj:
+            return tuple(obj["$tuple"])
+        if "$dict" in obj:
+            return dict(obj["$dict"])
+    return obj
 
 
 def parse_module(source: SourceFile) -> ast.Module:
@@ -107,7 +198,7 @@ def parse_module(source: SourceFile) -> ast.Module:
 def _lark_parse(text: str, fast: _Fast, rule_callbacks: list) -> None:
     """lark's own LALR loop and contextual lexer, with the builder's callbacks; raises lark's
     exceptions (with the interactive parser that `_accepted` asks)."""
-    parser = _lark().parse_interactive(text)
+    parser = _parser().parse_interactive(text)
     state = parser.parser_state
     conf = copy(state.parse_conf)
     conf.callbacks = dict(zip(fast.rules, rule_callbacks))
@@ -153,9 +244,9 @@ class _Fast:
                     rule = index.get(id(arg))
                     self.actions[state][str(key)] = ~(rule if rule is not None else by_rule[arg])
         self.terminals = [t.name for t in lark.terminals]
-        self.ignore = frozenset(lark.ignore_tokens)
+        self.ignore = frozenset(lark.lexer_conf.ignore)
         by_name = {t.name: t for t in lark.terminals}
-        extra = set(lark.ignore_tokens) | set(_Brackets.always_accept)
+        extra = set(lark.lexer_conf.ignore) | set(_Brackets.always_accept)
         scanners: dict[frozenset[str], tuple[Any, dict[str, dict[str, str]]]] = {}
         self.lexers: list[tuple[Any, dict[str, dict[str, str]]]] = []
         for state in range(count):
@@ -261,7 +352,7 @@ def _scanner(terminals: list[Any]) -> tuple[Any, dict[str, dict[str, str]]]:
 
 @lru_cache(maxsize=1)
 def _fast() -> _Fast:
-    return _Fast(_lark())
+    return _Fast(_parser())
 
 
 _OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "DSLASH", "PERCENT", "POW", "COMPARE_OP", "AND", "OR"}
@@ -281,7 +372,7 @@ def _accepted(exc: UnexpectedInput) -> set[str]:
 def _describe(terminal: str) -> str:
     if terminal in _WORDS:
         return _WORDS[terminal]
-    for term in _lark().terminals:
+    for term in _parser().terminals:
         if term.name == terminal:
             if term.pattern.type == "str":
                 return f"`{term.pattern.value}`"

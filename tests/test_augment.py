@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from nnspec.runtime.augment import (  # noqa: E402
+from nnspec.runtime.data.augment import (  # noqa: E402
     Brightness,
     Contrast,
     Flip,
@@ -16,7 +16,7 @@ from nnspec.runtime.augment import (  # noqa: E402
     build_augmentations,
     generator_for,
 )
-from nnspec.runtime.data import DataError  # noqa: E402
+from nnspec.runtime.data.sources import DataError  # noqa: E402
 
 SPECS = [
     ("flip", {"direction": "horizontal"}),

@@ -13,9 +13,9 @@ pytest.importorskip("torch")
 
 import nnspec  # noqa: E402
 from nnspec.api import load_recipe  # noqa: E402
-from nnspec.runtime.data import load_builtin  # noqa: E402
-from nnspec.runtime.prepare import fold_splits, split_of  # noqa: E402
-from nnspec.runtime.train import TrainingError  # noqa: E402
+from nnspec.runtime.data.prepare import fold_splits, split_of  # noqa: E402
+from nnspec.runtime.data.sources import load_builtin  # noqa: E402
+from nnspec.runtime.loop.trainer import TrainingError  # noqa: E402
 from nnspec.spec import codes  # noqa: E402
 from nnspec.spec.diagnostics import DiagnosticError  # noqa: E402
 

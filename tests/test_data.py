@@ -11,14 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnspec.runtime.data import (
+from nnspec.runtime.data.sources import (
     FASHION_MNIST_DIR,
     DataError,
     Dataset,
     Normalizer,
     check_labels,
     check_sample_shape,
-    kfold_indices,
     load_builtin,
     load_csv,
     load_data,
@@ -27,8 +26,8 @@ from nnspec.runtime.data import (
     load_npz,
     read_idx,
     resize_bilinear,
-    split_indices,
 )
+from nnspec.spec.recipe.splits import kfold_indices, split_indices
 
 
 def data_error(fn, *args, **kwargs) -> DataError:

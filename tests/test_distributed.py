@@ -23,9 +23,9 @@ if not (dist.is_available() and dist.is_gloo_available()):
 import nnspec  # noqa: E402
 from nnspec.cli import app  # noqa: E402
 from nnspec.compiler.torch_build import build_module  # noqa: E402
-from nnspec.runtime import distributed  # noqa: E402
-from nnspec.runtime.checkpoint import load_weights  # noqa: E402
-from nnspec.runtime.train import TrainingError  # noqa: E402
+from nnspec.runtime.experiments import distributed  # noqa: E402
+from nnspec.runtime.loop.checkpoint import load_weights  # noqa: E402
+from nnspec.runtime.loop.trainer import TrainingError  # noqa: E402
 
 QUIET = {"progress": False, "log": lambda line: None}
 LAUNCH = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -100,7 +100,7 @@ def invoke(*args: str):
 
 def n_train(spec: Path) -> int:
     from nnspec.api import load_recipe
-    from nnspec.runtime.prepare import load_dataset, prepare
+    from nnspec.runtime.data.prepare import load_dataset, prepare
 
     model, recipe = load_recipe(spec, None)
     return len(prepare(recipe, model.graph, load_dataset(recipe, spec.parent)).train[0])

@@ -19,13 +19,13 @@ import nnspec  # noqa: E402
 from nnspec.api import load_recipe  # noqa: E402
 from nnspec.compiler.torch_build import build_module  # noqa: E402
 from nnspec.runtime import Session  # noqa: E402
-from nnspec.runtime.checkpoint import load_weights  # noqa: E402
-from nnspec.runtime.ensemble import bootstrap_indices  # noqa: E402
-from nnspec.runtime.prepare import load_dataset, prepare  # noqa: E402
-from nnspec.runtime.train import TrainingError  # noqa: E402
+from nnspec.runtime.data.prepare import load_dataset, prepare  # noqa: E402
+from nnspec.runtime.experiments.ensemble import bootstrap_indices  # noqa: E402
+from nnspec.runtime.loop.checkpoint import load_weights  # noqa: E402
+from nnspec.runtime.loop.trainer import TrainingError  # noqa: E402
 from nnspec.spec import codes  # noqa: E402
 from nnspec.spec.diagnostics import DiagnosticError  # noqa: E402
-from nnspec.spec.recipe_ir import Recipe  # noqa: E402
+from nnspec.spec.recipe.ir import Recipe  # noqa: E402
 
 QUIET = {"progress": False, "log": lambda line: None}
 

@@ -42,7 +42,7 @@ from typer.testing import CliRunner  # noqa: E402
 import nnspec  # noqa: E402
 from nnspec.api import load_recipe, open_spec  # noqa: E402
 from nnspec.cli import app  # noqa: E402
-from nnspec.runtime.prepare import load_dataset, prepare  # noqa: E402
+from nnspec.runtime.data.prepare import load_dataset, prepare  # noqa: E402
 from nnspec.spec.ops import REGISTRY  # noqa: E402
 from nnspec.verify.tolerances import tolerance  # noqa: E402
 

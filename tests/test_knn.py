@@ -21,12 +21,13 @@ from cli_runner import cli  # noqa: E402
 import nnspec  # noqa: E402
 from nnspec.api import load_recipe  # noqa: E402
 from nnspec.runtime import Session  # noqa: E402
-from nnspec.runtime.data import Dataset, kfold_indices, load_builtin  # noqa: E402
-from nnspec.runtime.knn import predict  # noqa: E402
-from nnspec.runtime.prepare import load_dataset, prepare  # noqa: E402
-from nnspec.runtime.train import TrainingError  # noqa: E402
+from nnspec.runtime.data.prepare import load_dataset, prepare  # noqa: E402
+from nnspec.runtime.data.sources import Dataset, load_builtin  # noqa: E402
+from nnspec.runtime.experiments.knn import predict  # noqa: E402
+from nnspec.runtime.loop.trainer import TrainingError  # noqa: E402
 from nnspec.spec import codes  # noqa: E402
 from nnspec.spec.diagnostics import Diagnostic, DiagnosticError  # noqa: E402
+from nnspec.spec.recipe.splits import kfold_indices  # noqa: E402
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 SPEC = EXAMPLES / "knn_digits.nn"
@@ -150,7 +151,7 @@ def test_export_and_predict_agree_with_the_module_on_the_test_split(run, splits,
     np.testing.assert_array_equal(votes.argmax(1), module_predictions(run.module, xs))
     # `nnspec predict` on raw pixels: the run's normaliser is in the model's metadata
     digits = load_builtin("digits")
-    from nnspec.runtime.data import split_indices
+    from nnspec.spec.recipe.splits import split_indices
 
     test_idx = split_indices(digits.y, (0.8, 0.1, 0.1), seed=0)[2]
     raw = digits.x[test_idx].astype(np.float32)

@@ -26,7 +26,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from nnspec.compiler.onnx_build import BATCH, build_onnx  # noqa: E402
 from nnspec.compiler.torch_build import build_module  # noqa: E402
-from nnspec.runtime.data import Normalizer, load_builtin  # noqa: E402
+from nnspec.runtime.data.sources import Normalizer, load_builtin  # noqa: E402
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 NAMES = sorted(p.name for p in EXAMPLES.glob("*.nn"))  # not examples/blocks/

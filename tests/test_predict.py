@@ -19,7 +19,8 @@ from cli_runner import cli  # noqa: E402
 
 import nnspec  # noqa: E402
 from nnspec.runtime import PredictError, Session  # noqa: E402
-from nnspec.runtime.data import load_builtin, split_indices  # noqa: E402
+from nnspec.runtime.data.sources import load_builtin  # noqa: E402
+from nnspec.spec.recipe.splits import split_indices  # noqa: E402
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 QUIET = {"progress": False, "log": lambda line: None}

@@ -16,8 +16,8 @@ from nnspec.cli import app
 from nnspec.spec import codes
 from nnspec.spec.diagnostics import Diagnostic, DiagnosticError
 from nnspec.spec.loader import load_text
-from nnspec.spec.recipe import check_recipes
-from nnspec.spec.recipe_ir import OptimizerSpec, Recipe, ScheduleSpec
+from nnspec.spec.recipe.elaborate import check_recipes
+from nnspec.spec.recipe.ir import OptimizerSpec, Recipe, ScheduleSpec
 
 MODELS = """\
 model LeNet5(classes: int = 10) {
@@ -195,7 +195,7 @@ def test_data_sources_and_their_facts():
 
 
 def _data_of(text: str):
-    from nnspec.spec.recipe_builder import RecipeBuilder
+    from nnspec.spec.recipe.builder import RecipeBuilder
 
     loaded = load_text(text)
     builder = RecipeBuilder(loaded, loaded.root.trains[0])

@@ -7,10 +7,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from nnspec.runtime import checkpoint as ckpt  # noqa: E402
-from nnspec.runtime.init import expected_std, init_tensor  # noqa: E402
-from nnspec.runtime.objectives import LOSSES, MetricSums  # noqa: E402
-from nnspec.runtime.optim import apply_max_norm, make_optimizer, penalty  # noqa: E402
+from nnspec.runtime.loop import checkpoint as ckpt  # noqa: E402
+from nnspec.runtime.loop.init import expected_std, init_tensor  # noqa: E402
+from nnspec.runtime.loop.objectives import LOSSES, MetricSums  # noqa: E402
+from nnspec.runtime.loop.optim import apply_max_norm, make_optimizer, penalty  # noqa: E402
 
 
 def test_losses_match_their_textbook_formulas():

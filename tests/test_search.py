@@ -18,11 +18,11 @@ from typer.testing import CliRunner  # noqa: E402
 import nnspec  # noqa: E402
 from nnspec.api import load_recipe, open_spec  # noqa: E402
 from nnspec.cli import app  # noqa: E402
-from nnspec.runtime.data import load_builtin  # noqa: E402
-from nnspec.runtime.train import TrainingError  # noqa: E402
+from nnspec.runtime.data.sources import load_builtin  # noqa: E402
+from nnspec.runtime.loop.trainer import TrainingError  # noqa: E402
 from nnspec.spec import codes  # noqa: E402
-from nnspec.spec.search import check_searches, load_search, trial_recipe, trial_text  # noqa: E402
-from nnspec.spec.search_ir import Search, Space  # noqa: E402
+from nnspec.spec.search.elaborate import check_searches, load_search, trial_recipe, trial_text  # noqa: E402
+from nnspec.spec.search.ir import Search, Space  # noqa: E402
 
 QUIET = {"log": lambda line: None}
 

@@ -21,7 +21,8 @@ torch = pytest.importorskip("torch")
 import nnspec  # noqa: E402
 from nnspec.api import load_recipe  # noqa: E402
 from nnspec.cli import app  # noqa: E402
-from nnspec.runtime.data import (  # noqa: E402
+from nnspec.runtime.data.prepare import load_dataset, prepare  # noqa: E402
+from nnspec.runtime.data.sources import (  # noqa: E402
     SHAPES_LIMITS,
     DataError,
     check_label_shape,
@@ -29,13 +30,12 @@ from nnspec.runtime.data import (  # noqa: E402
     load_data,
     make_shapes,
 )
-from nnspec.runtime.objectives import LOSSES, MetricSums, predictions  # noqa: E402
-from nnspec.runtime.prepare import load_dataset, prepare  # noqa: E402
-from nnspec.runtime.report import iou_per_class  # noqa: E402
-from nnspec.runtime.train import Trainer  # noqa: E402
+from nnspec.runtime.loop.objectives import LOSSES, MetricSums, predictions  # noqa: E402
+from nnspec.runtime.loop.report import iou_per_class  # noqa: E402
+from nnspec.runtime.loop.trainer import Trainer  # noqa: E402
 from nnspec.spec import codes  # noqa: E402
 from nnspec.spec.diagnostics import DiagnosticError  # noqa: E402
-from nnspec.spec.recipe_tables import DATA, SHAPE_CLASSES  # noqa: E402
+from nnspec.spec.recipe.tables import DATA, SHAPE_CLASSES  # noqa: E402
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 QUIET = {"progress": False, "log": lambda line: None, "device": "cpu"}

@@ -16,8 +16,8 @@ linear_model = pytest.importorskip("sklearn.linear_model")
 
 import nnspec  # noqa: E402
 from nnspec.api import load_recipe  # noqa: E402
-from nnspec.runtime.prepare import load_dataset, prepare  # noqa: E402
-from nnspec.runtime.solver import least_squares  # noqa: E402
+from nnspec.runtime.data.prepare import load_dataset, prepare  # noqa: E402
+from nnspec.runtime.experiments.solver import least_squares  # noqa: E402
 from nnspec.spec import codes  # noqa: E402
 from nnspec.spec.diagnostics import Diagnostic, DiagnosticError  # noqa: E402
 
@@ -109,7 +109,7 @@ def test_the_run_directory_holds_one_epoch_of_a_normal_run(closed_form):
     recipe = json.loads((closed_form.directory / "recipe.json").read_text())
     assert (recipe["solver"], recipe["epochs"], recipe["batch"]) == ("normal_equation", 1, None)
     assert "Epochs run: 1" in (closed_form.directory / "summary.md").read_text()
-    from nnspec.runtime.checkpoint import load_weights
+    from nnspec.runtime.loop.checkpoint import load_weights
 
     best, _ = load_weights(closed_form.directory / "best.safetensors")
     assert all(torch.equal(best[k], v) for k, v in closed_form.module.state_dict().items())

@@ -12,8 +12,9 @@ torch = pytest.importorskip("torch")
 
 import nnspec  # noqa: E402
 from nnspec.cli import app  # noqa: E402
-from nnspec.runtime.data import Normalizer, load_builtin, split_indices  # noqa: E402
-from nnspec.runtime.train import TrainingError  # noqa: E402
+from nnspec.runtime.data.sources import Normalizer, load_builtin  # noqa: E402
+from nnspec.runtime.loop.trainer import TrainingError  # noqa: E402
+from nnspec.spec.recipe.splits import split_indices  # noqa: E402
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 QUIET = {"progress": False, "log": lambda line: None}
@@ -99,7 +100,7 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     spec = write(tmp_path, (EXAMPLES / "linreg.nn").read_text().replace("gd(lr=0.2)", "gd(lr=50)"))
     with pytest.raises(TrainingError, match=r"the loss became (nan|inf) at epoch \d+, step 1"):
         nnspec.train(spec, "LinReg", out=tmp_path / "run", **QUIET)
-    from nnspec.runtime.checkpoint import load_weights
+    from nnspec.runtime.loop.checkpoint import load_weights
 
     tensors, meta = load_weights(tmp_path / "run" / "last.safetensors")
     assert meta["epoch"] == "1" and all(torch.isfinite(t).all() for t in tensors.values())
@@ -191,7 +192,7 @@ def test_emitted_torch_file_loads_trained_weights(tmp_path):
 @pytest.mark.slow
 def test_torch_compile_trains_and_saves_plain_keys(tmp_path):
     run = nnspec.train(write(tmp_path, MLP), epochs=1, compile=True, out=tmp_path / "r", **QUIET)
-    from nnspec.runtime.checkpoint import load_weights
+    from nnspec.runtime.loop.checkpoint import load_weights
 
     tensors, _ = load_weights(run.directory / "last.safetensors")
     assert set(tensors) == set(run.module.state_dict())  # no `_orig_mod.` prefix
@@ -203,7 +204,7 @@ def test_the_exported_weights_are_those_the_test_report_describes(tmp_path, earl
     """Without early stopping a run ends with its last epoch's weights (they are what test.json
     measures); with it, the best epoch's are restored. Export and `init from` take the same."""
     from nnspec.exporting import find_weights
-    from nnspec.runtime.checkpoint import load_weights
+    from nnspec.runtime.loop.checkpoint import load_weights
 
     text = MLP
     if early_stop:

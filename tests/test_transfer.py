@@ -19,14 +19,14 @@ torch = pytest.importorskip("torch")
 
 import nnspec  # noqa: E402
 from nnspec.api import load_recipe  # noqa: E402
-from nnspec.runtime.checkpoint import CheckpointError, load_weights  # noqa: E402
-from nnspec.runtime.data import load_builtin  # noqa: E402
-from nnspec.runtime.prepare import load_dataset, prepare  # noqa: E402
-from nnspec.runtime.train import Trainer  # noqa: E402
-from nnspec.runtime.transfer import frozen, load_initial, param_groups  # noqa: E402
+from nnspec.runtime.data.prepare import load_dataset, prepare  # noqa: E402
+from nnspec.runtime.data.sources import load_builtin  # noqa: E402
+from nnspec.runtime.loop.checkpoint import CheckpointError, load_weights  # noqa: E402
+from nnspec.runtime.loop.trainer import Trainer  # noqa: E402
+from nnspec.runtime.loop.transfer import frozen, load_initial, param_groups  # noqa: E402
 from nnspec.spec import codes  # noqa: E402
 from nnspec.spec.diagnostics import Diagnostic, DiagnosticError  # noqa: E402
-from nnspec.spec.recipe_ir import WeightsSource  # noqa: E402
+from nnspec.spec.recipe.ir import WeightsSource  # noqa: E402
 
 QUIET = {"progress": False, "log": lambda line: None}
 

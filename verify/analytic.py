@@ -11,7 +11,7 @@ Conventions shared by every entry:
 - Layers (linear, activations, max-pool, batchnorm, LSTM cell) are differentiated through a
   random upstream gradient: the scalar is ``L = Σ dout ⊙ f(inputs)``, so ``dL/df = dout``.
   Random rather than ones, so a transposed or misrouted gradient cannot hide.
-- Losses are the scalar ``L`` itself, as :mod:`nnspec.runtime.objectives` defines them
+- Losses are the scalar ``L`` itself, as :mod:`nnspec.runtime.loop.objectives` defines them
   (mean reduction), and are differentiated with respect to the model output.
 - Where a formula has a kink (ReLU at 0, L1 at ŷ = y, hinge at margin 0, ties in a
   max-pool window) the inputs are drawn at least 0.1 away from it, where the subgradient
@@ -153,7 +153,7 @@ class SigmoidBCE(AnalyticGradient):
         return {"dL/dz": (_sigmoid(z) - y) / z.size}
 
     def autograd(self, torch, inputs):
-        from nnspec.runtime.objectives import bce
+        from nnspec.runtime.loop.objectives import bce
 
         z = _leaf(torch, inputs["z"])
         bce(torch.sigmoid(z), _const(torch, inputs["y"])).backward()
@@ -180,7 +180,7 @@ class SoftmaxCrossEntropy(AnalyticGradient):
         return {"dL/dz": (_softmax(z) - onehot) / z.shape[0]}
 
     def autograd(self, torch, inputs):
-        from nnspec.runtime.objectives import cross_entropy
+        from nnspec.runtime.loop.objectives import cross_entropy
 
         z = _leaf(torch, inputs["z"])
         cross_entropy(z, torch.tensor(inputs["y"], dtype=torch.int64)).backward()
@@ -203,7 +203,7 @@ class MSE(AnalyticGradient):
         return {"dL/dyhat": 2.0 * (yhat - y) / yhat.size}
 
     def autograd(self, torch, inputs):
-        from nnspec.runtime.objectives import mse
+        from nnspec.runtime.loop.objectives import mse
 
         yhat = _leaf(torch, inputs["yhat"])
         mse(yhat, _const(torch, inputs["y"])).backward()
@@ -229,7 +229,7 @@ class L1(AnalyticGradient):
         return {"dL/dyhat": np.sign(yhat - y) / yhat.size}
 
     def autograd(self, torch, inputs):
-        from nnspec.runtime.objectives import l1
+        from nnspec.runtime.loop.objectives import l1
 
         yhat = _leaf(torch, inputs["yhat"])
         l1(yhat, _const(torch, inputs["y"])).backward()
@@ -273,7 +273,7 @@ class Hinge(AnalyticGradient):
         return {"dL/ds": ds}
 
     def autograd(self, torch, inputs):
-        from nnspec.runtime.objectives import hinge
+        from nnspec.runtime.loop.objectives import hinge
 
         s = _leaf(torch, inputs["s"])
         hinge(s, torch.tensor(inputs["y"], dtype=torch.int64)).backward()

@@ -34,7 +34,7 @@ from torch import nn
 from nnspec.compiler.torch_build import GraphModule, build_module
 from nnspec.spec.ir import Graph, Node
 from nnspec.spec.ops import REGISTRY
-from nnspec.spec.recipe_ir import CLASSIFICATION_LOSSES, Recipe
+from nnspec.spec.recipe.ir import CLASSIFICATION_LOSSES, Recipe
 
 from .compare import compare
 from .finite_diff import GradientChecker, Leaf
@@ -95,7 +95,7 @@ class ModelVerifier:
     # -- building blocks ------------------------------------------------------------------
     def module(self) -> GraphModule:
         """The model as it is verified: the given weights, or the recipe's initialisation."""
-        from nnspec.runtime.init import initialise
+        from nnspec.runtime.loop.init import initialise
 
         torch.manual_seed(self.recipe.seed if self.recipe else self.options.seed)
         module = build_module(self.graph)
@@ -401,8 +401,8 @@ class ModelVerifier:
                             data={k: v for k, v in outcome.items() if k != "status"})]
 
     def _memorise(self, data: Inputs, kind: str, lr: float, hp: dict) -> dict[str, Any]:
-        from nnspec.runtime.objectives import LOSSES, predictions
-        from nnspec.runtime.optim import make_optimizer
+        from nnspec.runtime.loop.objectives import LOSSES, predictions
+        from nnspec.runtime.loop.optim import make_optimizer
 
         module = self.module().train()
         for m in module.modules():

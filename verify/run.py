@@ -29,35 +29,37 @@ def verify_file(
     initialisation. Raises DiagnosticError (spec), DataError (data) or CheckpointError
     (weights), each with a located message.
     """
-    from nnspec.api import load, load_recipe, open_spec
-    from nnspec.exporting import expected_state, find_weights
-    from nnspec.runtime.checkpoint import check_state_dict, load_weights
-    from nnspec.runtime.prepare import load_dataset, prepare
+    from nnspec.compiler.torch_build import expected_state
+    from nnspec.runtime.data.prepare import load_dataset, prepare
+    from nnspec.runtime.loop.checkpoint import check_state_dict, find_weights, load_weights
+    from nnspec.spec.loader import load_file
+    from nnspec.spec.models import elaborate_model
+    from nnspec.spec.recipe import elaborate_recipe, find_recipe
 
     from .model import CHECKS, ModelVerifier, Options
 
     path = Path(path)
     chosen_recipe = None
+    loaded = load_file(path)
     if recipe is None:
-        loaded = open_spec(path)
         trains = [t for t in loaded.root.trains if model is None or t.model == model]
         if len(trains) == 1:
             recipe = trains[0].name or trains[0].model
     if recipe is not None:
-        spec, chosen_recipe = load_recipe(path, recipe)
+        graph, chosen_recipe, _warnings = elaborate_recipe(loaded, find_recipe(loaded, recipe))
     else:
-        spec = load(path, model)
+        graph, _warnings = elaborate_model(loaded, model)
     data = None
     if chosen_recipe is not None:
         dataset = load_dataset(chosen_recipe, path.parent)
-        data = prepare(chosen_recipe, spec.graph, dataset)
+        data = prepare(chosen_recipe, graph, dataset)
     state = None
     if weights is not None:
         file, _run = find_weights(weights)
         state, _meta = load_weights(file)
-        check_state_dict(expected_state(spec.graph), state, file)
+        check_state_dict(expected_state(graph), state, file)
     opts = Options(checks=tuple(checks) if checks else CHECKS, **options)
-    verifier = ModelVerifier(spec.graph, chosen_recipe, state, data, opts, log)
+    verifier = ModelVerifier(graph, chosen_recipe, state, data, opts, log)
     return verifier.run()
 
 

@@ -322,13 +322,14 @@ def bad_sample_text(bad: BadSample, arity: int | None) -> str:
 
 
 def check_bad_sample(cls: type[Op], index: int, bad: BadSample) -> CheckResult:
-    from nnspec.api import load
     from nnspec.spec.diagnostics import DiagnosticError
+    from nnspec.spec.loader import load_text
+    from nnspec.spec.models import elaborate_model
 
     text = bad_sample_text(bad, cls.arity)
     subject = f"{cls.kind}!{index}"
     try:
-        load(text=text)
+        elaborate_model(load_text(text))
     except DiagnosticError as exc:
         codes = [d.code for d in exc.diagnostics if d.severity == "error"]
         ok = bool(codes) and codes[0] == bad.code

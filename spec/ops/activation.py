@@ -19,7 +19,7 @@ from .arith import check_divisible
 from .base import BadSample, Op, ShapeError, TorchCall, register, sample
 
 if TYPE_CHECKING:
-    from nnspec.compiler.onnx_build import OnnxGraph
+    from .base import OnnxGraph
 
 _CONTRACT = "\n\n    Shape: [*] -> [*], unchanged.\n    Params: none.\n    MACs: 0 (not counted).\n"
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -30,7 +30,40 @@ from ..ir import ReceptiveField, TensorType
 if TYPE_CHECKING:
     import numpy as np
 
-    from nnspec.compiler.onnx_build import OnnxGraph
+
+class OnnxGraph(Protocol):
+    """What a lowering may ask of the ONNX graph it writes into: the contract between the
+    op classes here and the builder in compiler/onnx_build.py, which satisfies it. Every
+    name it returns is unique in the graph."""
+
+    def fresh(self, base: str) -> str:
+        """A new value name: ``base``, or ``base_2``, ``base_3``... when taken."""
+        ...
+
+    def initializer(self, name: str, array: np.ndarray) -> str:
+        """A weight under exactly ``name`` (the spec's ``<node>.<param>``)."""
+        ...
+
+    def constant(self, array: Any, dtype: Any = None) -> str:
+        """A ``Constant`` node (shapes, axes, scales: not a weight)."""
+        ...
+
+    def ints(self, values: Sequence[int]) -> str:
+        """A 1-d int64 constant."""
+        ...
+
+    def node(self, op_type: str, inputs: Sequence[str], outputs: Sequence[str] | None = None,
+             **attrs: Any) -> str:
+        """Append one node; its (first) output name. ``""`` skips an optional input."""
+        ...
+
+    def declare(self, name: str, dtype: str, shape: Sequence[int]) -> str:
+        """State the type of value ``name`` ([batch, *shape]) where onnx cannot infer it."""
+        ...
+
+    def reshape(self, x: str, shape: Sequence[int]) -> str:
+        """Reshape to ``shape``, 0 keeping an axis (the batch)."""
+        ...
 
 
 class ShapeError(Exception):

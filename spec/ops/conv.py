@@ -25,7 +25,7 @@ from .arith import (
 from .base import BadSample, Op, Sample, ShapeError, TorchCall, WindowStep, register, sample
 
 if TYPE_CHECKING:
-    from nnspec.compiler.onnx_build import OnnxGraph
+    from .base import OnnxGraph
 
 Positive = Field(gt=0)
 PositiveOrTuple = IntOrTuple

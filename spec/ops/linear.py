@@ -18,7 +18,7 @@ from ..ir import TensorType
 from .base import BadSample, Op, ShapeError, TorchCall, register, sample
 
 if TYPE_CHECKING:
-    from nnspec.compiler.onnx_build import OnnxGraph
+    from .base import OnnxGraph
 
 
 def expect_float(x: TensorType, what: str) -> None:

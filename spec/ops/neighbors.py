@@ -4,7 +4,7 @@ kNN has no weights to learn: "training" stores the training split, and a predict
 vote of the k stored samples nearest to the query. The stored set is state like a
 batchnorm's running statistics, so it lives in the op's buffers, sized by the op's `memory`
 argument: the IR stays honest (`nnspec check` shows the [memory, F] table and its bytes),
-and `solver knn` (spec/recipe_checks.py, runtime/knn.py) checks that `memory` equals the
+and `solver knn` (spec/recipe/checks.py, runtime/experiments/knn.py) checks that `memory` equals the
 size of the training split and fills the buffers from it.
 """
 
@@ -22,7 +22,7 @@ from .base import BadSample, Op, ShapeError, TorchCall, register, sample
 from .linear import expect_float
 
 if TYPE_CHECKING:
-    from nnspec.compiler.onnx_build import OnnxGraph
+    from .base import OnnxGraph
 
 
 @register

@@ -22,7 +22,7 @@ from .arith import check_divisible, expect_rank
 from .base import BadSample, Op, ShapeError, TorchCall, register, sample
 
 if TYPE_CHECKING:
-    from nnspec.compiler.onnx_build import OnnxGraph
+    from .base import OnnxGraph
 
 
 class _Norm(Op):

@@ -26,7 +26,7 @@ from .base import (
 from .conv import sliding_windows
 
 if TYPE_CHECKING:
-    from nnspec.compiler.onnx_build import OnnxGraph
+    from .base import OnnxGraph
 
 Rounding = Literal["exact", "floor", "ceil"]
 _LAYOUT = {2: "[C, L]", 3: "[C, H, W]"}

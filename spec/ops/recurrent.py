@@ -35,7 +35,7 @@ from .base import BadSample, Op, TorchCall, register, sample
 from .linear import expect_float
 
 if TYPE_CHECKING:
-    from nnspec.compiler.onnx_build import OnnxGraph
+    from .base import OnnxGraph
 
 
 def _sigmoid(v: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from .arith import expect_rank
 from .base import BadSample, Op, TorchCall, register, sample
 
 if TYPE_CHECKING:
-    from nnspec.compiler.onnx_build import OnnxGraph
+    from .base import OnnxGraph
 
 
 @register

@@ -23,7 +23,7 @@ from .base import (
 )
 
 if TYPE_CHECKING:
-    from nnspec.compiler.onnx_build import OnnxGraph
+    from .base import OnnxGraph
 
 _LAYOUT = {2: "[C, L]", 3: "[C, H, W]"}
 
