@@ -56,20 +56,22 @@ def onnx_model(model: Model, weights: Weights = None, *, fold_bn: bool = False,
                source: Path | None = None) -> Any:
     """The ONNX model of ``model`` with ``weights``: a state_dict or {name: array}, a
     .safetensors file, or None for torch's default initialisation under ``seed``.
-    ``source`` names the weights in error messages."""
+    ``source`` names the weights in error messages. torch is imported only to initialise:
+    trained weights are read and checked as numpy arrays against the IR's state shapes."""
     from nnspec.compiler.onnx_build import build_onnx
-    from nnspec.compiler.torch_build import expected_state, initial_weights
-    from nnspec.runtime.loop.checkpoint import check_state_dict, load_weights
+    from nnspec.runtime.loop.checkpoint import check_state_dict, load_arrays
 
     where = source or Path("<weights>")
     if weights is None:
+        from nnspec.compiler.torch_build import initial_weights
+
         tensors: Mapping[str, Any] = initial_weights(model.graph, seed)
     elif isinstance(weights, (str, os.PathLike)):
         where = Path(weights)
-        tensors, _ = load_weights(where)
+        tensors, _ = load_arrays(where)
     else:
         tensors = weights
-    check_state_dict(expected_state(model.graph), tensors, where)
+    check_state_dict(model.graph.state_shapes(), tensors, where)
     props = {"spec_sha256": model.loaded.spec_hash(), **(metadata or {})}
     return build_onnx(model.graph, tensors, fold_bn=fold_bn, metadata=props)
 

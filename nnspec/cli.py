@@ -17,6 +17,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.main import get_command_name
 
 from nnspec.api import Model, model_names, open_spec
 from nnspec.spec import codes
@@ -29,13 +30,14 @@ from nnspec.spec.passes.summary import Summary, human_bytes, human_count, summar
 from nnspec.spec.recipe.elaborate import check_recipes
 from nnspec.spec.suggest import did_you_mean
 
-app = typer.Typer(
-    name="nnspec",
-    help="Compile neural-network spec files (.nn) into checked IR, PyTorch and ONNX.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+_SETTINGS: dict[str, Any] = {
+    "name": "nnspec",
+    "help": "Compile neural-network spec files (.nn) into checked IR, PyTorch and ONNX.",
+    "no_args_is_help": True,
+    "add_completion": False,
+    "pretty_exceptions_enable": False,
+}
+app = typer.Typer(**_SETTINGS)
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -380,7 +382,7 @@ def _user_errors() -> Iterator[None]:
     """A bad spec, data file, checkpoint or training run: its located message, exit 1."""
     from nnspec.runtime.data.sources import DataError
     from nnspec.runtime.loop.checkpoint import CheckpointError
-    from nnspec.runtime.loop.trainer import TrainingError
+    from nnspec.runtime.loop.errors import TrainingError
 
     try:
         yield
@@ -655,9 +657,30 @@ def out_is_terminal() -> bool:
     return out.is_terminal
 
 
+def command_app(argv: list[str]) -> typer.Typer:
+    """The app that runs ``argv``: one holding only the command it names, when it names one.
+
+    typer turns every registered command into a click command each time an app runs, reading
+    each signature (about 20 ms for all of them), and a call uses one. Help, no command or a
+    mistyped one get the whole app, which lists them all.
+    """
+    wanted = argv[0] if argv else None
+    for info in app.registered_commands:
+        if (info.name or get_command_name(info.callback.__name__)) == wanted:
+            one = typer.Typer(**_SETTINGS)
+            one.registered_commands.append(info)
+            one.callback()(_commands)  # a group, as the whole app is: `nnspec CMD ...`
+            return one
+    return app
+
+
+def _commands() -> None:
+    """The group's own step before the command (none)."""
+
+
 def main() -> None:
     try:
-        app()
+        command_app(sys.argv[1:])()
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
         sys.exit(130)

@@ -17,8 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nnspec.api import Model, load, model_names, onnx_model, open_spec
-from nnspec.compiler.torch_build import expected_state, initial_weights
-from nnspec.runtime.loop.checkpoint import find_weights
+from nnspec.runtime.loop.checkpoint import (
+    atomic_write,
+    check_state_dict,
+    ensemble_weights,
+    find_weights,
+    load_arrays,
+)
 from nnspec.spec.recipe.ir import CLASSIFICATION_LOSSES
 
 if TYPE_CHECKING:
@@ -73,9 +78,6 @@ def export(
     .safetensors file (None: initial weights, seed 0). From a run, the model is elaborated
     with the run's arguments unless ``args`` are given, and its metadata carries the task,
     class names and normaliser. Raises DiagnosticError (spec) or CheckpointError (weights)."""
-    from nnspec.runtime.experiments.ensemble import ensemble_weights
-    from nnspec.runtime.loop.checkpoint import atomic_write, load_weights
-
     members = ensemble_weights(Path(weights)) if weights is not None and Path(weights).is_dir() \
         else None
     if members is not None:  # an ensemble run: every member in one graph
@@ -96,7 +98,7 @@ def export(
                                              metadata=metadata)
     else:
         if file is not None:
-            tensors, header = load_weights(file)
+            tensors, header = load_arrays(file)
         onnx_proto = onnx_model(compiled, tensors, fold_bn=fold_bn, metadata=metadata,
                                 source=file)
     trained_hash = header.get("spec_sha256")
@@ -113,12 +115,10 @@ def _ensemble_model(model: Model, members: list[Path], *, fold_bn: bool,
     """The ONNX model of an ensemble run (compiler/onnx_build.py build_ensemble_onnx), each
     member's weights checked against the spec; and the first member's header."""
     from nnspec.compiler.onnx_build import build_ensemble_onnx
-    from nnspec.runtime.loop.checkpoint import check_state_dict, load_weights
-
-    expected = expected_state(model.graph)
+    expected = model.graph.state_shapes()
     weights, headers = [], []
     for path in members:
-        tensors, header = load_weights(path)
+        tensors, header = load_arrays(path)
         check_state_dict(expected, tensors, path)
         weights.append(tensors)
         headers.append(header)
@@ -128,5 +128,4 @@ def _ensemble_model(model: Model, members: list[Path], *, fold_bn: bool,
     return proto, headers[0]
 
 
-__all__ = ["Exported", "expected_state", "export", "find_weights", "initial_weights", "onnx_model",
-           "run_metadata"]
+__all__ = ["Exported", "export", "find_weights", "onnx_model", "run_metadata"]

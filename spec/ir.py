@@ -123,6 +123,12 @@ class Graph(BaseModel):
     def param_count(self) -> int:
         return sum(n.param_count for n in self.nodes)
 
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The compiled module's state_dict as the IR knows it: every parameter and buffer,
+        ``<node>.<name>`` to its shape, in module order (what a weights file must hold)."""
+        return {f"{node.name}.{key}": tuple(shape) for node in self.nodes
+                for key, shape in (*node.params.items(), *node.buffers.items())}
+
     @property
     def buffer_count(self) -> int:
         return sum(n.buffer_count for n in self.nodes)

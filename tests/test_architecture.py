@@ -113,3 +113,31 @@ def test_checker_reports_circles_upward_imports_and_crossings(small):
         ("pkg.side.one", "pkg.side2"), ("pkg.side.one", "pkg.side2.two")]
     assert unplaced(small, Rules(layers=(("pkg.outer",),), independent=())) == [
         m for m in small if not m.startswith("pkg.outer")]
+
+
+HEAVY = ("torch", "onnx", "onnxruntime", "numpy", "matplotlib", "sklearn")
+# the seeded split, imported by the recipe checks only for a recipe that cross-validates
+HEAVY_ALLOWED = {("nnspec.spec.recipe.splits", "numpy")}
+
+
+def _module_level_imports(path: Path) -> list[tuple[str, int]]:
+    """Top-level packages imported when the module runs (not in functions, not for typing)."""
+    import ast
+
+    found = []
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Import):
+            found += [(a.name.split(".")[0], node.lineno) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.append((node.module.split(".")[0], node.lineno))
+    return found
+
+
+def test_the_language_imports_nothing_heavy_when_loaded():
+    """`nnspec check` runs on spec/ alone: torch, onnx, onnxruntime, numpy and matplotlib are
+    imported inside the functions that use them (the lowerings, the references)."""
+    bad = [f"{name}:{line} imports {package}" for name, module in MODULES.items()
+           if name.startswith("nnspec.spec")
+           for package, line in _module_level_imports(module.path)
+           if package in HEAVY and (name, package) not in HEAVY_ALLOWED]
+    assert bad == []

@@ -29,7 +29,6 @@ def verify_file(
     initialisation. Raises DiagnosticError (spec), DataError (data) or CheckpointError
     (weights), each with a located message.
     """
-    from nnspec.compiler.torch_build import expected_state
     from nnspec.runtime.data.prepare import load_dataset, prepare
     from nnspec.runtime.loop.checkpoint import check_state_dict, find_weights, load_weights
     from nnspec.spec.loader import load_file
@@ -57,7 +56,7 @@ def verify_file(
     if weights is not None:
         file, _run = find_weights(weights)
         state, _meta = load_weights(file)
-        check_state_dict(expected_state(graph), state, file)
+        check_state_dict(graph.state_shapes(), state, file)
     opts = Options(checks=tuple(checks) if checks else CHECKS, **options)
     verifier = ModelVerifier(graph, chosen_recipe, state, data, opts, log)
     return verifier.run()

@@ -320,8 +320,11 @@ def _receive(message: tuple[str, int, Any], results: dict[int, Any],
 
 
 def _killed(processes, results: dict[int, Any]) -> BaseException | None:
-    """The error for a worker killed by a signal, if one was (a moment's grace to see it)."""
-    deadline = time.monotonic() + 0.2
+    """The error for a worker killed by a signal, if one was. A moment's grace to see it: a
+    killed process's exit code appears only once the kernel has torn it down, which for a
+    process holding torch took longer than 0.2 s on a loaded machine (its peer's connection
+    error came first)."""
+    deadline = time.monotonic() + 1.0
     while True:
         for rank, process in enumerate(processes):
             if rank not in results and process.exitcode is not None and process.exitcode < 0:

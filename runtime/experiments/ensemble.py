@@ -57,9 +57,8 @@ from nnspec.runtime.loop.trainer import Run, Trainer, TrainingError
 from nnspec.spec.ir import Graph
 from nnspec.spec.loader import Loaded
 from nnspec.spec.recipe.ir import CLASSIFICATION_LOSSES, Recipe
-from nnspec.spec.recipe.rundir import model_weights
+from nnspec.spec.recipe.rundir import ENSEMBLE_FILE
 
-ENSEMBLE_FILE = "ensemble.json"
 RUN_FILE = "ensemble_run.json"  # written at the start: the spec hash a resume checks
 BAG_STREAM = 3  # generator_for(seed, member, 3): apart from the shuffle (1) and augment (2) streams
 _TORCH = {"softmax": lambda t: torch.softmax(t, dim=1), "sigmoid": torch.sigmoid, "exp": torch.exp}
@@ -327,25 +326,6 @@ def check_supported(recipe: Recipe, *, nproc: int | None, launched: bool) -> Non
                             "directory of its own under members/<k>")
 
 
-def ensemble_weights(run: Path) -> list[Path] | None:
-    """The members' weights (spec/recipe/rundir.py) of an ensemble run directory, in member order; None
-    when ``run`` is no ensemble run."""
-    record = run / ENSEMBLE_FILE
-    if not record.is_file():
-        return None
-    try:
-        members = int(json.loads(record.read_text(encoding="utf-8"))["members"])
-    except (OSError, ValueError, KeyError, TypeError):
-        raise ckpt.CheckpointError(f"`{record}` is not an ensemble record", record,
-                                   help="train the ensemble again") from None
-    paths = [model_weights(run / "members" / str(k)) for k in range(members)]
-    missing = [p for p in paths if not p.is_file()]
-    if missing:
-        raise ckpt.CheckpointError(f"the ensemble in `{run}` lacks `{missing[0]}`", missing[0],
-                                   help="the run was interrupted: train the ensemble again")
-    return paths
-
-
 def _prefixed(log: Callable[[str], None], prefix: str) -> Callable[[str], None]:
     return lambda line: log(prefix + line)
 
@@ -364,4 +344,4 @@ def _mode_words(mode: str) -> str:
     return "seeds: every member on the whole training split, differing by seed"
 
 
-__all__ = ["EnsembleModule", "bootstrap_indices", "ensemble_weights", "train_ensemble"]
+__all__ = ["EnsembleModule", "bootstrap_indices", "train_ensemble"]

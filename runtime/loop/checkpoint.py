@@ -3,6 +3,9 @@
 Weights are safetensors with a JSON sidecar (spec hash, epoch, metrics). The training state
 (optimizer moments, RNG states, history) is a torch file of tensors and plain values only,
 loaded with ``weights_only=True``: nothing is ever unpickled.
+
+torch is imported by the functions that need it: exporting a run (``load_arrays``, the
+checks, which weights files a run holds) reads the same files without it.
 """
 
 from __future__ import annotations
@@ -12,11 +15,13 @@ import os
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+from nnspec.spec.recipe.rundir import ENSEMBLE_FILE, model_weights
 
-from nnspec.spec.recipe.rundir import model_weights
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 
 class CheckpointError(Exception):
@@ -72,14 +77,23 @@ def save_weights(path: Path, state: Mapping[str, torch.Tensor], meta: Mapping[st
 
 
 def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    from safetensors import SafetensorError
-    from safetensors.torch import safe_open
+    """The tensors of a safetensors file and its header's metadata."""
+    return _read_safetensors(path, "pt")
+
+
+def load_arrays(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """As ``load_weights``, as numpy arrays (no torch: an export reads weights this way)."""
+    return _read_safetensors(path, "numpy")
+
+
+def _read_safetensors(path: Path, framework: str) -> tuple[dict[str, Any], dict[str, str]]:
+    from safetensors import SafetensorError, safe_open
 
     if not path.is_file():
         raise CheckpointError(f"weights file `{path}` does not exist", path)
     try:
-        tensors: dict[str, torch.Tensor] = {}
-        with safe_open(str(path), framework="pt") as handle:
+        tensors: dict[str, Any] = {}
+        with safe_open(str(path), framework=framework) as handle:
             meta = dict(handle.metadata() or {})
             for key in handle.keys():
                 tensors[key] = handle.get_tensor(key)
@@ -89,17 +103,19 @@ def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
                               help="the file is corrupt or truncated; use another checkpoint") from None
 
 
-def check_state_dict(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor],
-                     path: Path) -> None:
-    """Same names and shapes, or a CheckpointError naming the first mismatch."""
+def check_state_dict(expected: Mapping[str, Any], found: Mapping[str, Any], path: Path) -> None:
+    """Same names and shapes, or a CheckpointError naming the first mismatch. ``expected``
+    holds tensors (a module's state_dict) or shapes (``Graph.state_shapes()``); ``found``
+    tensors or arrays."""
     for name, tensor in expected.items():
         if name not in found:
             raise CheckpointError(f"`{path}` has no tensor `{name}`", path,
                                   help="the weights come from another spec")
-        if tuple(found[name].shape) != tuple(tensor.shape):
+        shape = tuple(getattr(tensor, "shape", tensor))
+        if tuple(found[name].shape) != shape:
             raise CheckpointError(
                 f"`{name}` in `{path}` has shape {list(found[name].shape)}, the spec needs "
-                f"{list(tensor.shape)}", path, help="the weights come from another spec")
+                f"{list(shape)}", path, help="the weights come from another spec")
     extra = sorted(set(found) - set(expected))
     if extra:
         raise CheckpointError(f"`{path}` has a tensor `{extra[0]}` the spec does not define", path,
@@ -123,11 +139,34 @@ def find_weights(source: str | os.PathLike[str]) -> tuple[Path, Path | None]:
     return path, path.parent if (path.parent / "recipe.json").is_file() else None
 
 
+def ensemble_weights(run: Path) -> list[Path] | None:
+    """The members' weights (spec/recipe/rundir.py) of an ensemble run directory, in member
+    order; None when ``run`` is no ensemble run."""
+    record = run / ENSEMBLE_FILE
+    if not record.is_file():
+        return None
+    try:
+        members = int(json.loads(record.read_text(encoding="utf-8"))["members"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise CheckpointError(f"`{record}` is not an ensemble record", record,
+                              help="train the ensemble again") from None
+    paths = [model_weights(run / "members" / str(k)) for k in range(members)]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise CheckpointError(f"the ensemble in `{run}` lacks `{missing[0]}`", missing[0],
+                              help="the run was interrupted: train the ensemble again")
+    return paths
+
+
 def save_state(path: Path, state: Mapping[str, Any]) -> None:
+    import torch
+
     atomic_write(path, lambda tmp: torch.save(dict(state), tmp))
 
 
 def load_state(path: Path) -> dict[str, Any]:
+    import torch
+
     if not path.is_file():
         raise CheckpointError(f"training state `{path}` does not exist", path,
                               help="resume needs a run directory written by `nnspec train`")

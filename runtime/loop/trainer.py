@@ -35,6 +35,7 @@ from nnspec.compiler.torch_build import GraphModule, build_module
 from nnspec.runtime.data.augment import generator_for
 from nnspec.runtime.data.prepare import PreparedData
 from nnspec.runtime.loop import checkpoint as ckpt
+from nnspec.runtime.loop.errors import TrainingError
 from nnspec.runtime.loop.hooks import ALONE, Collective
 from nnspec.runtime.loop.init import initialise
 from nnspec.runtime.loop.objectives import LOSSES, MetricSums, predictions
@@ -55,15 +56,6 @@ from nnspec.runtime.loop.transfer import frozen, load_initial, param_groups
 from nnspec.spec.ir import Graph
 from nnspec.spec.recipe.ir import CLASSIFICATION_LOSSES as CLASSIFICATION
 from nnspec.spec.recipe.ir import Recipe
-
-
-class TrainingError(Exception):
-    """The run cannot go on (a NaN loss, an unusable resume); nothing saved is lost."""
-
-    def __init__(self, message: str, help: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.help = help
 
 
 @dataclass

@@ -10,7 +10,6 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-import numpy as np
 from pydantic import Field
 
 from .. import codes
@@ -19,6 +18,8 @@ from .arith import check_divisible
 from .base import BadSample, Op, ShapeError, TorchCall, register, sample
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .base import OnnxGraph
 
 _CONTRACT = "\n\n    Shape: [*] -> [*], unchanged.\n    Params: none.\n    MACs: 0 (not counted).\n"
@@ -73,6 +74,7 @@ class ReLU(_Elementwise):
 
     def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
                   ) -> np.ndarray:
+        import numpy as np
         (x,) = inputs
         return np.maximum(x, 0.0)
 
@@ -88,6 +90,7 @@ class Sigmoid(_Elementwise):
 
     def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
                   ) -> np.ndarray:
+        import numpy as np
         (x,) = inputs
         with np.errstate(over="ignore"):  # e^(-x) = inf for x << 0 gives the right 0
             return 1.0 / (1.0 + np.exp(-x))
@@ -104,6 +107,7 @@ class Tanh(_Elementwise):
 
     def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
                   ) -> np.ndarray:
+        import numpy as np
         (x,) = inputs
         return np.tanh(x)
 
@@ -127,6 +131,7 @@ class GELU(_Elementwise):
 
     def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
                   ) -> np.ndarray:
+        import numpy as np
         (x,) = inputs
         if self.approximate == "tanh":
             return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
@@ -150,6 +155,7 @@ class ELU(_Elementwise):
 
     def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
                   ) -> np.ndarray:
+        import numpy as np
         (x,) = inputs
         # alpha·(e^x - 1) as expm1, taken on min(x, 0) so the unused branch cannot overflow
         return np.where(x > 0, x, self.alpha * np.expm1(np.minimum(x, 0.0)))
@@ -171,6 +177,7 @@ class LeakyReLU(_Elementwise):
 
     def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
                   ) -> np.ndarray:
+        import numpy as np
         (x,) = inputs
         return np.where(x > 0, x, self.alpha * x)
 
@@ -228,6 +235,7 @@ class PReLU(_Elementwise):
 
     def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
                   ) -> np.ndarray:
+        import numpy as np
         (x,) = inputs
         a = params["weight"]  # [1], or [C]: shaped [C, 1, ...] to meet axis 1 of [batch, C, ...]
         if self.per_channel:
@@ -301,6 +309,7 @@ class Softmax(_OverAxis):
 
     def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
                   ) -> np.ndarray:
+        import numpy as np
         (x,) = inputs
         axis = self.batched_axis(x)
         e = np.exp(x - x.max(axis=axis, keepdims=True))
@@ -330,6 +339,7 @@ class LogSoftmax(_OverAxis):
 
     def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
                   ) -> np.ndarray:
+        import numpy as np
         (x,) = inputs
         axis = self.batched_axis(x)
         shifted = x - x.max(axis=axis, keepdims=True)

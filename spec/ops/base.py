@@ -155,7 +155,8 @@ GLOBAL: Literal["global"] = "global"  # the op mixes every spatial position (glo
 
 
 class Op(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    # defer_build: an op class builds its validator when a spec first uses it, not at import
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, defer_build=True)
 
     kind: ClassVar[str]
     family: ClassVar[str] = ""

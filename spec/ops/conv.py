@@ -7,7 +7,6 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-import numpy as np
 from pydantic import Field
 
 from .. import codes
@@ -25,6 +24,8 @@ from .arith import (
 from .base import BadSample, Op, Sample, ShapeError, TorchCall, WindowStep, register, sample
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .base import OnnxGraph
 
 Positive = Field(gt=0)
@@ -42,6 +43,7 @@ def sliding_windows(x: np.ndarray, kernel: Sequence[int], stride: Sequence[int],
     (before, after) per spatial axis; out = floor((N + P_before + P_after - F) / S) + 1 with
     F = d(k - 1) + 1: every window that fits in the padded input.
     """
+    import numpy as np
     n = len(kernel)
     padded = np.pad(x, ((0, 0), (0, 0), *pads), constant_values=fill)
     spans = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation, strict=True))
@@ -58,6 +60,7 @@ def conv_reference(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
     out[b, k, i] = bias[k] + Σ_{c < C/g} Σ_u W[k, c, u] · x̃[b, g(k)·C/g + c, S·i + d·u] with
     g(k) = k // (K / g) the group of output channel k and x̃ the zero-padded input.
     """
+    import numpy as np
     kernel = weight.shape[2:]
     n = len(kernel)
     windows = sliding_windows(x, kernel, stride, dilation, pads)  # [B, C, *out, *k]
@@ -496,6 +499,7 @@ class UpConv(_Windowed):
         y[b, k, S·i + d·u] += Σ_{c < C/g} x[b, g(k)·C/g + c, i] · W[g(k)·C/g + c, k mod K/g, u]
         over a full length (N - 1)·S + d(k - 1) + 1 + output_padding (the output_padding
         positions receive nothing), then out = y[P : full - P] + bias, per spatial axis."""
+        import numpy as np
         (x,) = inputs
         n, v = self._axes(TensorType(shape=x.shape[1:]))
         kernel, stride, dilation = v["kernel"], v["stride"], v["dilation"]

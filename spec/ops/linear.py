@@ -10,7 +10,6 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
-import numpy as np
 from pydantic import Field
 
 from .. import codes
@@ -18,6 +17,8 @@ from ..ir import TensorType
 from .base import BadSample, Op, ShapeError, TorchCall, register, sample
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .base import OnnxGraph
 
 

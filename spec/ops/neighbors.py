@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-import numpy as np
 from pydantic import Field
 
 from .. import codes
@@ -22,6 +21,8 @@ from .base import BadSample, Op, ShapeError, TorchCall, register, sample
 from .linear import expect_float
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .base import OnnxGraph
 
 
@@ -109,6 +110,7 @@ class KNN(Op):
         """Ranks [batch, M] (l2: ReduceSumSquare(m)ᵀ − 2·MatMul(x, mᵀ); l1: ReduceSum|x − m|),
         TopK(k, largest=0) (ties: the lower index first, as the ONNX spec says), Gather of
         the one-hot label rows [batch, k, C], ReduceMean over k."""
+        import numpy as np
         memory = g.initializer(f"{name}.memory", params["memory"])
         labels = g.initializer(f"{name}.labels", params["labels"])
         x = inputs[0]
@@ -129,6 +131,7 @@ class KNN(Op):
     def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
                   ) -> np.ndarray:
         """The distances d_j themselves (not the ranking form), a stable sort, the mean vote."""
+        import numpy as np
         (x,) = inputs
         memory, labels = params["memory"], params["labels"]
         diff = x[:, None, :] - memory[None, :, :]

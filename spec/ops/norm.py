@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, ClassVar
 
-import numpy as np
 from pydantic import Field
 
 from .. import codes
@@ -22,6 +21,8 @@ from .arith import check_divisible, expect_rank
 from .base import BadSample, Op, ShapeError, TorchCall, register, sample
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .base import OnnxGraph
 
 
@@ -50,6 +51,7 @@ class _Norm(Op):
     def _affine(self, g: OnnxGraph, name: str, params: dict[str, np.ndarray],
                 shape: tuple[int, ...]) -> tuple[str, str]:
         """γ and β as initializers, or constants 1 and 0 when not `affine` (ONNX needs them)."""
+        import numpy as np
         if "weight" in params:
             return (g.initializer(f"{name}.weight", params["weight"]),
                     g.initializer(f"{name}.bias", params["bias"]))
@@ -57,12 +59,14 @@ class _Norm(Op):
 
     def _normalise(self, x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
         """x̂ = (x - μ) / √(σ² + ε), μ and σ² (biased: divisor n) over ``axes``."""
+        import numpy as np
         mean = x.mean(axis=axes, keepdims=True)
         var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
         return (x - mean) / np.sqrt(var + self.eps)
 
     def _per_channel(self, y: np.ndarray, params: Mapping[str, np.ndarray]) -> np.ndarray:
         """y·γ_c + β_c with γ, β on the channel axis (axis 1, after the batch), when affine."""
+        import numpy as np
         if not self.affine:
             return y
         shape = (1, -1) + (1,) * (y.ndim - 2)
@@ -127,6 +131,7 @@ class BatchNorm(_Norm):
     def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
                   ) -> np.ndarray:
         """Eval: y = γ_c·(x - running_mean_c) / √(running_var_c + ε) + β_c."""
+        import numpy as np
         x = np.asarray(inputs[0], np.float64)
         shape = (1, -1) + (1,) * (x.ndim - 2)
         mean = np.reshape(params["running_mean"], shape)
@@ -206,6 +211,7 @@ class LayerNorm(_Norm):
     def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
                   ) -> np.ndarray:
         """y = γ ⊙ (x - μ) / √(σ² + ε) + β, μ and σ² per sample over the last `dims` axes."""
+        import numpy as np
         x = np.asarray(inputs[0], np.float64)
         dims = x.ndim - 1 if self.dims is None else self.dims
         y = self._normalise(x, tuple(range(x.ndim - dims, x.ndim)))
@@ -253,6 +259,7 @@ class InstanceNorm(_Norm):
     def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
                   ) -> np.ndarray:
         """y = γ_c·(x - μ_nc) / √(σ²_nc + ε) + β_c, μ and σ² over each channel's positions."""
+        import numpy as np
         x = np.asarray(inputs[0], np.float64)
         return self._per_channel(self._normalise(x, tuple(range(2, x.ndim))), params)
 
@@ -313,6 +320,7 @@ class GroupNorm(_Norm):
     def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
                   ) -> np.ndarray:
         """y = γ_c·(x - μ_ng) / √(σ²_ng + ε) + β_c, μ and σ² over each group's C / G channels."""
+        import numpy as np
         x = np.asarray(inputs[0], np.float64)
         grouped = x.reshape(x.shape[0], self.groups, -1)
         y = self._normalise(grouped, (2,)).reshape(x.shape)

@@ -7,8 +7,6 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import numpy as np
-
 from .. import codes
 from ..ir import TensorType
 from .arith import AXIS_NAMES, IntOrTuple, expect_rank, per_axis, window_output
@@ -26,6 +24,8 @@ from .base import (
 from .conv import sliding_windows
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .base import OnnxGraph
 
 Rounding = Literal["exact", "floor", "ceil"]
@@ -206,6 +206,7 @@ class MaxPool(_Pool):
                   ) -> np.ndarray:
         """out[b, c, i, j] = max_{u,v} x̃[b, c, S·i + d·u, S·j + d·v], x̃ padded with -inf
         (P before; after, P or as far as a ceil-rounded last window reaches)."""
+        import numpy as np
         windows, _ = self._reference_windows(inputs[0], -np.inf)
         n = inputs[0].ndim - 2
         return windows.max(axis=tuple(range(-n, 0)))
@@ -276,6 +277,7 @@ class AvgPool(_Pool):
         Window i spans [s, e) with s = S·i - P, e = min(s + k, N + P): n_i = e - s with
         count_include_pad (the declared padding counts, a ceil overhang past it does not),
         else min(e, N) - max(s, 0), the input positions only."""
+        import numpy as np
         (x,) = inputs
         windows, axes = self._reference_windows(x, 0.0)
         n = len(axes)
@@ -469,6 +471,7 @@ class AdaptiveAvgPool(Op):
                   ) -> np.ndarray:
         """out[b, c, i, j] = mean of x[b, c, h0:h1, w0:w1] with, per axis of N inputs and n
         outputs, start = floor(i·N / n) and end = ceil((i + 1)·N / n)."""
+        import numpy as np
         (x,) = inputs
         sizes = self._sizes(TensorType(shape=x.shape[1:]))
         out = np.empty((*x.shape[:2], *sizes))

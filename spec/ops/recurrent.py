@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-import numpy as np
 from pydantic import Field
 
 from .. import codes
@@ -35,11 +34,14 @@ from .base import BadSample, Op, TorchCall, register, sample
 from .linear import expect_float
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .base import OnnxGraph
 
 
 def _sigmoid(v: np.ndarray) -> np.ndarray:
     """σ(v) = 1 / (1 + e^-v), as e^-log(1 + e^-v) so that no e^-v overflows."""
+    import numpy as np
     return np.exp(-np.logaddexp(0.0, -v))
 
 
@@ -151,6 +153,7 @@ class _Recurrent(Op):
         """An explicit loop over the steps of each layer and direction (the backward one from
         x_T down to x_1), h_0 = c_0 = 0; a layer's input is the one below's outputs, the
         directions concatenated. select=last: the last layer's final h of each direction."""
+        import numpy as np
         sequence = np.asarray(inputs[0], np.float64)  # [N, T, F]
         n, steps = sequence.shape[:2]
         rows = self.gates * self.hidden
@@ -214,6 +217,7 @@ class RNN(_Recurrent):
     def cell(self, gi: np.ndarray, gh: np.ndarray, h: np.ndarray, c: np.ndarray
              ) -> tuple[np.ndarray, np.ndarray]:
         """h_t = act(W_ih·x_t + b_ih + W_hh·h_{t-1} + b_hh)."""
+        import numpy as np
         pre = gi + gh
         return (np.tanh(pre) if self.nonlinearity == "tanh" else np.maximum(pre, 0.0)), c
 
@@ -260,6 +264,7 @@ class LSTM(_Recurrent):
              ) -> tuple[np.ndarray, np.ndarray]:
         """Gates i, f, g, o from the row blocks in torch order; c_t = f⊙c + i⊙g,
         h_t = o⊙tanh(c_t)."""
+        import numpy as np
         i, f, g, o = np.split(gi + gh, 4, axis=-1)
         c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
         return _sigmoid(o) * np.tanh(c), c
@@ -308,6 +313,7 @@ class GRU(_Recurrent):
     def cell(self, gi: np.ndarray, gh: np.ndarray, h: np.ndarray, c: np.ndarray
              ) -> tuple[np.ndarray, np.ndarray]:
         """Gates r, z, n from the row blocks in torch order; the reset r scales W_hn·h + b_hn."""
+        import numpy as np
         i_r, i_z, i_n = np.split(gi, 3, axis=-1)
         h_r, h_z, h_n = np.split(gh, 3, axis=-1)
         r, z = _sigmoid(i_r + h_r), _sigmoid(i_z + h_z)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
-import numpy as np
 from pydantic import Field
 
 from ..ir import TensorType
@@ -17,6 +16,8 @@ from .arith import expect_rank
 from .base import BadSample, Op, TorchCall, register, sample
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .base import OnnxGraph
 
 

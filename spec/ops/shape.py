@@ -6,8 +6,6 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import numpy as np
-
 from .. import codes
 from ..ir import TensorType
 from .arith import AXIS_NAMES, IntOrTuple, expect_rank, fmt, per_axis
@@ -23,6 +21,8 @@ from .base import (
 )
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .base import OnnxGraph
 
 _LAYOUT = {2: "[C, L]", 3: "[C, H, W]"}
@@ -358,6 +358,7 @@ class Pad(Op):
                   ) -> np.ndarray:
         """np.pad of the spatial axes: constant `value`, reflect (numpy's `reflect` does not
         repeat the edge, as torch) or replicate (numpy's `edge`)."""
+        import numpy as np
         (x,) = inputs
         pairs = self.padding_pairs(TensorType(shape=x.shape[1:]))
         width = ((0, 0), (0, 0), *pairs)
@@ -368,6 +369,7 @@ class Pad(Op):
     def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
                 params: dict[str, np.ndarray]) -> str:
         """ONNX Pad: constant, reflect (edge not repeated, as torch) or edge (= replicate)."""
+        import numpy as np
         pairs = self.padding_pairs(types[0])
         pads = g.ints([0, 0, *(b for b, _ in pairs), 0, 0, *(a for _, a in pairs)])
         if self.mode == "constant":
@@ -383,6 +385,7 @@ _CUBIC_A = -0.75  # torch's (and ONNX Resize's cubic_coeff_a as the lowering set
 
 def _cubic(x: np.ndarray) -> np.ndarray:
     """Keys' cubic convolution kernel W(x) with a = -0.75 (zero for |x| >= 2)."""
+    import numpy as np
     a, x = _CUBIC_A, np.abs(x)
     near = ((a + 2) * x - (a + 3)) * x * x + 1  # |x| <= 1
     far = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a  # 1 < |x| < 2
@@ -398,6 +401,7 @@ def _resize_weights(n_in: int, scale: float, mode: str, align_corners: bool) -> 
     n_in - 1) with weights 1 - t and t, t = src - i. Cubic takes i - 1 .. i + 2 with weights
     W(1 + t), W(t), W(1 - t), W(2 - t), taps beyond the edge reading the edge pixel.
     """
+    import numpy as np
     n_out = math.floor(n_in * scale)
     dst = np.arange(n_out, dtype=np.float64)
     rows = np.arange(n_out)
@@ -549,6 +553,7 @@ class Upsample(Op):
         onnxruntime copies when every axis keeps its size; this follows the formula (as the
         ONNX reference evaluator does).
         """
+        import numpy as np
         (x,) = inputs
         scales = self._scales(TensorType(shape=x.shape[1:]))
         y = x
@@ -568,6 +573,7 @@ class Upsample(Op):
         coordinates from s itself, as torch with scale_factor). nearest: `asymmetric` +
         `floor` (src = floor(dst / s)); linear and cubic: `half_pixel`, or `align_corners`;
         cubic with a = -0.75 as torch."""
+        import numpy as np
         (x,) = types
         scales = g.constant(np.array(self._scales(x), np.float32))
         axes = list(range(2, x.rank + 1))
@@ -643,6 +649,7 @@ class Concat(Op):
 
     def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
                   ) -> np.ndarray:
+        import numpy as np
         rank = inputs[0].ndim - 1  # without the batch axis
         axis = self.axis + rank if self.axis < 0 else self.axis
         return np.concatenate(inputs, axis=axis + 1)

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 BEST, LAST = "best.safetensors", "last.safetensors"
+ENSEMBLE_FILE = "ensemble.json"  # an ensemble run: its members, under members/<k>/
 
 
 def model_weights(run: str | Path) -> Path:
@@ -28,4 +29,4 @@ def model_weights(run: str | Path) -> Path:
     return run / (BEST if early else LAST)
 
 
-__all__ = ["BEST", "LAST", "model_weights"]
+__all__ = ["BEST", "ENSEMBLE_FILE", "LAST", "model_weights"]

@@ -10,12 +10,14 @@ point prints exactly and the best spec file reproduces it; a choice is the item'
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from nnspec.spec.source import Span
+
+if TYPE_CHECKING:
+    import numpy as np
 
 PointValue = int | float | str
 Point = dict[str, PointValue]
