@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import math
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,7 @@ torch = pytest.importorskip("torch")
 torch_build = pytest.importorskip("nnspec.compiler.torch_build")
 
 BATCH = 2
+ROOT_EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 OPS = sorted({cls for cls in REGISTRY.values()}, key=lambda c: c.kind)
@@ -75,3 +77,15 @@ def test_lowering_agrees_with_ir(kind: str, attrs, inputs):
         y = module(*xs)
     assert tuple(y.shape) == (BATCH, *out.shape), f"torch {tuple(y.shape)}, IR {out.shape}"
     assert y.dtype == (torch.int64 if out.dtype == "int64" else torch.float32)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT_EXAMPLES).glob("*.nn")), ids=lambda p: p.stem)
+def test_the_ir_knows_the_state_dict_of_every_example(path):
+    """`Graph.state_shapes()` is what export checks weights against without torch: it must be
+    the compiled module's state_dict exactly (names, shapes and order)."""
+    from nnspec.api import load
+
+    graph = load(path).graph
+    with torch.device("meta"):
+        state = torch_build.build_module(graph).state_dict()
+    assert list(graph.state_shapes().items()) == [(k, tuple(v.shape)) for k, v in state.items()]
