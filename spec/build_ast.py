@@ -420,7 +420,7 @@ class Builder:
 # == callbacks: one per grammar rule =================================================================
 
 
-def plans(rules: list[Any]) -> list[tuple[Any, ...]]:
+def plans(rules: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     """How each rule's children become its value (computed once per grammar).
 
     A rule's callback receives every child of the rule, as lark's parse-tree builder does
@@ -429,36 +429,44 @@ def plans(rules: list[Any]) -> list[tuple[Any, ...]]:
     missing `[optional]` part, and passes a `?rule` with one child through. A plan's first
     item says which of these the rule needs: "unit" (its one child is its value), "repeat",
     "inline", "bracketed" (`(x)`) or "build" (a Builder method of the rule's name).
+
+    The rules are plain data, as the parser's tables hold them (so that no lark object needs
+    to exist for valid text): `origin` (the rule's name), `alias` (the name after `->`, or
+    None), `expansion` (per child: [name, is a terminal, is a terminal the tree leaves out]),
+    `empty_indices` (lark's, where a missing `[optional]` part was) and `expand1` (a `?rule`).
     """
     result = []
     for rule in rules:
-        expansion = rule.expansion
-        empty = rule.options.empty_indices
+        expansion = rule["expansion"]
+        origin = rule["origin"]
+        empty = rule["empty_indices"]
         if empty:  # where lark inserts None for a missing optional part
             counts = [len(ones) for ones in "".join(str(int(b)) for b in empty).split("0")]
         else:
             counts = [0] * (len(expansion) + 1)
         include = []  # (child index, splice it, Nones before it)
         nones = 0
-        for i, sym in enumerate(expansion):
+        for i, (symbol, is_term, filter_out) in enumerate(expansion):
             nones += counts[i]
-            if not (sym.is_term and sym.filter_out):
-                include.append((i, not sym.is_term and sym.name.startswith("_"), nones))
+            if not filter_out:
+                include.append((i, not is_term and symbol.startswith("_"), nones))
                 nones = 0
         nones += counts[len(expansion)]
-        name = str(rule.alias or rule.origin.name)
+        alias = rule["alias"]
+        expand1 = rule["expand1"]
+        name = alias or origin
         single = len(include) == 1 and not nones and not include[0][1] and not include[0][2]
         if name.startswith("__"):  # a repetition `x*`: left-recursive, extended in place
             kind = "repeat"
-        elif single and len(expansion) == 1 and (name.startswith("_") or rule.options.expand1 and not rule.alias):
+        elif single and len(expansion) == 1 and (name.startswith("_") or expand1 and not alias):
             kind = "unit"
         elif name.startswith("_"):
             kind = "inline"
-        elif single and rule.options.expand1 and not rule.alias:
+        elif single and expand1 and not alias:
             kind = "bracketed"
         else:
             kind = "build"
-        left_recursive = bool(include) and include[0][0] == 0 and expansion[0].name == rule.origin.name
+        left_recursive = bool(include) and include[0][0] == 0 and expansion[0][0] == origin
         result.append((kind, name, tuple(include), nones, left_recursive))
     return result
 

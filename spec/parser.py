@@ -5,37 +5,45 @@ Valid text takes a fast path (`_Fast`): lark's own tables and contextual lexer, 
 into a tight loop. Anything it does not accept is parsed again by lark, whose exception is
 the one translated, so syntax errors are lark's to the letter.
 
-lark's parser is not built from the grammar at start-up (about 140 ms): it is loaded, in a
-quarter of that, from `grammar_tables.json` beside the grammar: lark's own serialisation (as
-its standalone generator writes it) in a tagged JSON that keeps tuples and non-string keys. The
-file records the sha256 of the grammar, the lark version and the parser options it was made
-with; where any of them differs, or the file is missing or damaged, the parser is built from
-the grammar as before: slower, never wrong. After editing the grammar or upgrading lark,
-regenerate it with `python -m nnspec.spec.grammar_tables` and commit it.
+Neither is built from the grammar at start-up (lark takes about 140 ms to): both come from
+`grammar_tables.json` beside the grammar, written from one parser built from the grammar:
+
+- `fast`: the fast path's tables (`fast_tables`), plain JSON and all that valid text needs: for
+  it no lark object is made and lark is not even imported (that alone took about 15 ms);
+- `lark`: lark's own serialisation of the parser (as its standalone generator writes it), in a
+  tagged JSON that keeps tuples and non-string keys, compressed and base64-encoded so that
+  reading the file skips it in microseconds: it is decoded, and lark imported, only where the
+  fast path gives up;
+- `key`: the sha256 of the grammar, the lark version and the parser options it was made with.
+  Where any of them differs, or the file is missing or damaged, what it would give is derived
+  from the parser built from the grammar, as before: slower, never wrong. After editing the
+  grammar or upgrading lark, regenerate it with `python -m nnspec.spec.grammar_tables` and
+  commit it.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import importlib.util
 import json
 import re
+import zlib
 from collections.abc import Iterator
 from copy import copy
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
-from lark import Lark, Token
-from lark import __version__ as lark_version
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
-from lark.grammar import Rule
-from lark.lark import _LOAD_ALLOWED_OPTIONS, PostLex
-from lark.lexer import TerminalDef
+from typing import TYPE_CHECKING, Any
 
 from . import ast, codes
 from .build_ast import Builder, Tok, callbacks, plans
 from .diagnostics import Diagnostic, DiagnosticError, error
 from .source import SourceFile
+
+if TYPE_CHECKING:
+    from lark import Lark, Token
+    from lark.exceptions import UnexpectedInput
+    from lark.grammar import Rule
 
 MAX_DEPTH = 100
 _OPEN = {"LPAR": "RPAR", "LSQB": "RSQB", "LBRACE": "RBRACE"}
@@ -58,11 +66,13 @@ class _TooDeep(Exception):
         self.token = token
 
 
-class _Brackets(PostLex):
+class _Brackets:
     """Post-lexer: drops newlines inside ( ) and [ ], and bounds the nesting depth.
 
     The open brackets of the current parse stay on ``stack`` so that an unexpected end of
-    file can name the bracket that was never closed.
+    file can name the bracket that was never closed. It follows lark's `PostLex` protocol
+    (`process`, `always_accept`) without deriving from it, which lark does not ask for: this
+    module imports lark only on the error path.
     """
 
     always_accept = ("_NL",)
@@ -91,21 +101,54 @@ GRAMMAR = Path(__file__).parent / "grammar.lark"
 TABLES = Path(__file__).parent / "grammar_tables.json"
 # Positions are not propagated: the AST builder locates nodes itself.
 _OPTIONS = {"parser": "lalr", "lexer": "contextual", "maybe_placeholders": True}
-_TABLES_FORMAT = 1  # the encoding below; bump it when it changes
+_TABLES_FORMAT = 2  # the file's layout (`write_tables`, `fast_tables`): bump it when it changes
 
 
 @lru_cache(maxsize=1)
 def _lark() -> Lark:
     """lark's parser built from the grammar: the fallback for stale tables, what the tables are
     written from, and what a test that needs lark's `Grammar` asks for."""
+    from lark import Lark
+
     return Lark(GRAMMAR.read_text("utf-8"), postlex=_BRACKETS, **_OPTIONS)
 
 
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
-    """lark's parser as this module runs it: from the tables when they are current."""
+    """lark's parser as this module runs it where the fast path gives up: from the tables when
+    they are current."""
     loaded = load_tables(TABLES)
     return loaded if loaded is not None else _lark()
+
+
+@lru_cache(maxsize=1)
+def _fast() -> _Fast:
+    """The fast path: from the tables when they are current, else from lark's parser."""
+    tables = _current_tables(TABLES)
+    if tables is not None:
+        try:
+            return _Fast(tables["fast"])
+        except Exception:  # damaged: only a cache miss, as for lark's part
+            pass
+    return _Fast(fast_tables(_parser()))
+
+
+def _lark_version() -> str | None:
+    """The version of the lark that `import lark` would load, read from its source without
+    running it (valid text does not import lark). None where the source does not state it as
+    a string, as lark's does (`__version__: str = "1.3.1"`): then the tables are not used."""
+    spec = importlib.util.find_spec("lark")
+    if spec is None or spec.origin is None:
+        return None
+    try:
+        source = Path(spec.origin).read_text("utf-8")
+    except OSError:
+        return None
+    for line in source.splitlines():
+        if line.startswith("__version__"):
+            value = line.partition("=")[2].strip()
+            return value[1:-1] if len(value) > 2 and value[0] == value[-1] == '"' else None
+    return None
 
 
 def _tables_key() -> dict[str, Any]:
@@ -114,20 +157,34 @@ def _tables_key() -> dict[str, Any]:
     return {
         "format": _TABLES_FORMAT,
         "grammar_sha256": hashlib.sha256(grammar.encode("utf-8")).hexdigest(),
-        "lark_version": lark_version,
+        "lark_version": _lark_version(),
         "options": _OPTIONS,
     }
+
+
+def _current_tables(path: Path) -> dict[str, Any] | None:
+    """The tables at `path`, lark's part still a string; None where the file is missing,
+    damaged or written for another grammar, lark version or options."""
+    try:
+        with path.open(encoding="utf-8") as file:
+            tables = json.load(file)
+        return tables if tables["key"] == _tables_key() else None
+    except Exception:  # a damaged file is only a cache miss, whatever part of it is broken
+        return None
 
 
 def load_tables(path: Path) -> Lark | None:
     """lark's parser loaded from the tables at `path`, with the post-lexer attached; None where
     the file is missing, damaged or written for another grammar, lark version or options."""
+    from lark import Lark
+
+    tables = _current_tables(path)
+    if tables is None:
+        return None
     try:
-        with path.open(encoding="utf-8") as file:
-            tables = json.load(file, object_hook=_decode)
-        if tables["key"] != _tables_key():
-            return None
-        loaded = Lark._load_from_dict(tables["data"], tables["memo"], postlex=_BRACKETS)
+        packed = zlib.decompress(base64.b64decode(tables["lark"], validate=True))
+        serialised = json.loads(packed, object_hook=_decode)
+        loaded = Lark._load_from_dict(serialised["data"], serialised["memo"], postlex=_BRACKETS)
     except Exception:  # a damaged file is only a cache miss, whatever part of it is broken
         return None
     for terminal in loaded.terminals:  # lark writes a pattern's frozenset of flags as a list
@@ -136,13 +193,95 @@ def load_tables(path: Path) -> Lark | None:
 
 
 def write_tables(path: Path) -> None:
-    """Write the tables of the parser built from the grammar. The options a loaded parser is
-    given again (the post-lexer, an object) are left out, as lark's own cache does."""
-    data, memo = _lark().memo_serialize([TerminalDef, Rule])
+    """Write the tables of the parser built from the grammar: the fast path's, and lark's own
+    serialisation. The options a loaded parser is given again (the post-lexer, an object) are
+    left out of lark's, as lark's own cache does."""
+    from lark.grammar import Rule
+    from lark.lark import _LOAD_ALLOWED_OPTIONS
+    from lark.lexer import TerminalDef
+
+    key = _tables_key()
+    if key["lark_version"] is None:
+        raise RuntimeError("lark's source does not state its version: tables written now "
+                           "would never be used")
+    lark = _lark()
+    data, memo = lark.memo_serialize([TerminalDef, Rule])
     data["options"] = {k: v for k, v in data["options"].items() if k not in _LOAD_ALLOWED_OPTIONS}
-    tables = {"key": _tables_key(), "memo": memo, "data": data}
-    text = json.dumps(_encode(tables), separators=(",", ":"), allow_nan=False)
+    serialised = json.dumps(_encode({"memo": memo, "data": data}), separators=(",", ":"),
+                            allow_nan=False)
+    packed = base64.b64encode(zlib.compress(serialised.encode("utf-8"), 9)).decode("ascii")
+    tables = {"key": key, "fast": fast_tables(lark), "lark": packed}
+    text = json.dumps(tables, separators=(",", ":"), allow_nan=False)
     path.write_text(text + "\n", "utf-8")
+
+
+def fast_tables(lark: Lark) -> dict[str, Any]:
+    """What the fast path needs of lark's parser, as plain JSON data. The tables file holds
+    it, and where the file is not current it is derived at start-up, by this one function, so
+    that the two cannot differ (but in the numbers lark gives its states, which follow string
+    hashing). Its items:
+
+    - `start`, `end`: the state a parse starts in and the one it accepts in;
+    - `actions`: per state, terminal -> the state to shift to (>= 0), or ~ the rule to reduce by;
+    - `gotos`: per state, rule name -> the state after a reduction to it;
+    - `rules`: what `build_ast.plans` reads of each rule (`_plain_rule`), in lark's order;
+    - `terminals`: [name, regular expression (flags included), flags], in the order lark's lexer
+      tries them;
+    - `keywords`: for each terminal given by a regular expression, the texts it matches that are
+      terminals of their own ("model" for NAME), text -> that terminal (lark's `_create_unless`);
+    - `ignore`: the terminals skipped between tokens.
+    """
+    conf = lark.parse_interactive("").parser_state.parse_conf
+    table = conf.parse_table.states
+    rules = list(lark.rules)
+    index = {id(rule): i for i, rule in enumerate(rules)}
+    by_rule = {rule: i for i, rule in enumerate(rules)}
+    count = max(table) + 1
+    actions: list[dict[str, int]] = [{} for _ in range(count)]
+    gotos: list[dict[str, int]] = [{} for _ in range(count)]
+    for state, row in table.items():
+        for key, (action, arg) in row.items():
+            if action.name == "Shift":
+                (actions if key.isupper() else gotos)[state][str(key)] = arg
+            else:
+                rule = index.get(id(arg))
+                actions[state][str(key)] = ~(rule if rule is not None else by_rule[arg])
+    terminals = sorted(lark.terminals, key=lambda t: (
+        -t.priority, -t.pattern.max_width, -len(t.pattern.value), t.name))
+    keywords: dict[str, dict[str, str]] = {}
+    for regex in terminals:
+        if regex.pattern.type != "re":
+            continue
+        for word in terminals:
+            if word.pattern.type != "str" or word.priority != regex.priority:
+                continue
+            value = word.pattern.value
+            found = re.match(regex.pattern.to_regexp(), value)
+            if found and found.group(0) == value:
+                keywords.setdefault(regex.name, {})[value] = word.name
+    return {
+        "start": conf.start_state,
+        "end": conf.end_state,
+        "actions": actions,
+        "gotos": gotos,
+        "rules": [_plain_rule(rule) for rule in rules],
+        "terminals": [[t.name, t.pattern.to_regexp(), sorted(t.pattern.flags)] for t in terminals],
+        "keywords": keywords,
+        "ignore": sorted(lark.lexer_conf.ignore),
+    }
+
+
+def _plain_rule(rule: Rule) -> dict[str, Any]:
+    """A rule as `build_ast.plans` reads it: its name, alias and options, and per child its
+    name, whether it is a terminal and whether the tree leaves it out ("model", brackets)."""
+    return {
+        "origin": str(rule.origin.name),
+        "alias": None if rule.alias is None else str(rule.alias),
+        "expansion": [[str(symbol.name), symbol.is_term, symbol.is_term and symbol.filter_out]
+                      for symbol in rule.expansion],
+        "empty_indices": list(rule.options.empty_indices),
+        "expand1": bool(rule.options.expand1),
+    }
 
 
 def _encode(value: Any) -> Any:
@@ -179,6 +318,8 @@ def parse_module(source: SourceFile) -> ast.Module:
     builder = Builder(source)
     if fast.parse(text, callbacks(fast.plans, builder)):
         return builder.finish()
+    from lark.exceptions import UnexpectedInput
+
     builder = Builder(source)
     try:
         _lark_parse(text, fast, callbacks(fast.plans, builder))
@@ -197,15 +338,28 @@ def parse_module(source: SourceFile) -> ast.Module:
 
 def _lark_parse(text: str, fast: _Fast, rule_callbacks: list) -> None:
     """lark's own LALR loop and contextual lexer, with the builder's callbacks; raises lark's
-    exceptions (with the interactive parser that `_accepted` asks)."""
-    parser = _parser().parse_interactive(text)
+    exceptions (with the interactive parser that `_accepted` asks). A callback goes to the rule
+    equal to its own (same name, same children): lark's parser and the fast path's tables need
+    not come from the same place (a file with one of them damaged)."""
+    lark = _parser()
+    parser = lark.parse_interactive(text)
     state = parser.parser_state
     conf = copy(state.parse_conf)
-    conf.callbacks = dict(zip(fast.rules, rule_callbacks))
-    for name in fast.terminals:  # lark's tokens become the builder's
-        conf.callbacks[name] = _tok
+    position = {_rule_key(rule["origin"], [name for name, _, _ in rule["expansion"]]): i
+                for i, rule in enumerate(fast.rules)}
+    conf.callbacks = {}
+    for rule in lark.rules:
+        key = _rule_key(rule.origin.name, [symbol.name for symbol in rule.expansion])
+        conf.callbacks[rule] = rule_callbacks[position[key]]
+    for terminal in lark.terminals:  # lark's tokens become the builder's
+        conf.callbacks[terminal.name] = _tok
     state.parse_conf = conf
     parser.resume_parse()
+
+
+def _rule_key(origin: str, expansion: list[str]) -> tuple[str, ...]:
+    """What tells a rule from every other one, as lark's `Rule.__eq__` does."""
+    return (str(origin), *map(str, expansion))
 
 
 def _tok(token: Token) -> Tok:
@@ -216,44 +370,31 @@ class _Fast:
     """lark's LALR tables and contextual lexer, recompiled for speed: for every parser state,
     one regular expression over the terminals it expects (as lark's ContextualLexer builds
     them), and a parse loop over tables indexed by state that calls the builder's callbacks.
+    Built from `fast_tables`; a state's regular expression is compiled the first time a parse
+    reaches it, since a small spec meets few of them and compiling all of them takes longer
+    than parsing one.
 
     It accepts what lark accepts, with the same tokens and reductions. It reports no errors:
     where it gives up (a syntax error, brackets nested too deeply) lark parses the text again.
     """
 
-    def __init__(self, lark: Lark):
-        conf = lark.parse_interactive("").parser_state.parse_conf
-        table = conf.parse_table.states
-        self.start, self.end = conf.start_state, conf.end_state
-        self.rules = list(lark.rules)
+    def __init__(self, tables: dict[str, Any]):
+        self.start, self.end = tables["start"], tables["end"]
+        self.actions: list[dict[str, int]] = tables["actions"]  # shift: state >= 0; reduce: ~rule
+        self.gotos: list[dict[str, int]] = tables["gotos"]
+        self.rules: list[dict[str, Any]] = tables["rules"]
         self.plans = plans(self.rules)
-        index = {id(rule): i for i, rule in enumerate(self.rules)}
-        by_rule = {rule: i for i, rule in enumerate(self.rules)}
-        self.sizes = [len(rule.expansion) for rule in self.rules]
-        self.origins = [str(rule.origin.name) for rule in self.rules]
+        self.sizes = [len(rule["expansion"]) for rule in self.rules]
+        self.origins = [rule["origin"] for rule in self.rules]
         self.units = [plan[0] == "unit" for plan in self.plans]
-        count = max(table) + 1
         self.chains: dict[tuple[int, int, str], int] = {}  # (state below, state, terminal) -> state
-        self.actions: list[dict[str, int]] = [{} for _ in range(count)]  # shift: state >= 0; reduce: ~rule
-        self.gotos: list[dict[str, int]] = [{} for _ in range(count)]
-        for state, row in table.items():
-            for key, (action, arg) in row.items():
-                if action.name == "Shift":
-                    (self.actions if key.isupper() else self.gotos)[state][str(key)] = arg
-                else:
-                    rule = index.get(id(arg))
-                    self.actions[state][str(key)] = ~(rule if rule is not None else by_rule[arg])
-        self.terminals = [t.name for t in lark.terminals]
-        self.ignore = frozenset(lark.lexer_conf.ignore)
-        by_name = {t.name: t for t in lark.terminals}
-        extra = set(lark.lexer_conf.ignore) | set(_Brackets.always_accept)
-        scanners: dict[frozenset[str], tuple[Any, dict[str, dict[str, str]]]] = {}
-        self.lexers: list[tuple[Any, dict[str, dict[str, str]]]] = []
-        for state in range(count):
-            accepts = frozenset(n for n in self.actions[state] if n in by_name) | extra
-            if accepts not in scanners:
-                scanners[accepts] = _scanner([by_name[n] for n in accepts])
-            self.lexers.append(scanners[accepts])
+        self.ignore = frozenset(tables["ignore"])
+        self.terminals: list[list[Any]] = tables["terminals"]
+        self.keywords: dict[str, dict[str, str]] = tables["keywords"]
+        self.flags = {name: frozenset(flags) for name, _, flags in self.terminals}
+        self.always = self.ignore | set(_Brackets.always_accept)  # in every state's scanner
+        self.scanners: dict[frozenset[str], tuple[Any, dict[str, dict[str, str]]]] = {}
+        self.lexers: list[tuple[Any, dict[str, dict[str, str]]] | None] = [None] * len(self.actions)
 
     def parse(self, text: str, rule_callbacks: list) -> bool:
         """Lex and parse `text`, calling the builder's callbacks; False where lark must parse."""
@@ -266,7 +407,10 @@ class _Fast:
         pos, size = 0, len(text)
         while True:
             if pos < size:
-                match, keywords = lexers[states[-1]]
+                lexer = lexers[states[-1]]
+                if lexer is None:
+                    lexer = self.lexer(states[-1])
+                match, keywords = lexer
                 m = match(text, pos)
                 if m is None:
                     return False
@@ -328,31 +472,34 @@ class _Fast:
                 if kind == "$END" and states[-1] == end_state:
                     return True
 
+    def lexer(self, state: int) -> tuple[Any, dict[str, dict[str, str]]]:
+        """The scanner of `state`, compiled now if no state that expects the same terminals
+        needed it before."""
+        terminals = (name for name in self.actions[state] if name in self.flags)  # not $END
+        accepts = frozenset(terminals) | self.always
+        scanner = self.scanners.get(accepts)
+        if scanner is None:
+            scanner = self.scanners[accepts] = self._scanner(accepts)
+        self.lexers[state] = scanner
+        return scanner
 
-def _scanner(terminals: list[Any]) -> tuple[Any, dict[str, dict[str, str]]]:
-    """One regular expression for a set of terminals, ordered as lark's lexer orders them,
-    and the keywords that a name-like terminal's match turns into (lark's `_create_unless`)."""
-    terminals = sorted(terminals, key=lambda t: (-t.priority, -t.pattern.max_width, -len(t.pattern.value), t.name))
-    keywords: dict[str, dict[str, str]] = {}
-    embedded = set()
-    for regex in terminals:
-        if regex.pattern.type != "re":
-            continue
-        for word in terminals:
-            value = word.pattern.value
-            if (word.pattern.type == "str" and word.priority == regex.priority
-                    and re.match(regex.pattern.to_regexp(), value)
-                    and re.match(regex.pattern.to_regexp(), value).group(0) == value):
-                keywords.setdefault(regex.name, {})[value] = word.name
-                if word.pattern.flags <= regex.pattern.flags:
-                    embedded.add(word.name)
-    pattern = "|".join(f"(?P<{t.name}>{t.pattern.to_regexp()})" for t in terminals if t.name not in embedded)
-    return re.compile(pattern).match, keywords
-
-
-@lru_cache(maxsize=1)
-def _fast() -> _Fast:
-    return _Fast(_parser())
+    def _scanner(self, accepts: frozenset[str]) -> tuple[Any, dict[str, dict[str, str]]]:
+        """One regular expression for a set of terminals, ordered as lark's lexer orders them,
+        and the keywords that a name-like terminal's match turns into (lark's `_create_unless`:
+        a keyword whose flags the name's pattern has is matched by that pattern alone)."""
+        keywords: dict[str, dict[str, str]] = {}
+        embedded = set()
+        for regex, words in self.keywords.items():
+            if regex not in accepts:
+                continue
+            for value, word in words.items():
+                if word in accepts:
+                    keywords.setdefault(regex, {})[value] = word
+                    if self.flags[word] <= self.flags[regex]:
+                        embedded.add(word)
+        pattern = "|".join(f"(?P<{name}>{regexp})" for name, regexp, _ in self.terminals
+                           if name in accepts and name not in embedded)
+        return re.compile(pattern).match, keywords
 
 
 _OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "DSLASH", "PERCENT", "POW", "COMPARE_OP", "AND", "OR"}
@@ -360,6 +507,8 @@ _OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "DSLASH", "PERCENT", "POW", "COM
 
 def _accepted(exc: UnexpectedInput) -> set[str]:
     """The terminals the parser would really take here (lark's `expected` over-approximates)."""
+    from lark.exceptions import UnexpectedInput
+
     interactive = getattr(exc, "interactive_parser", None)
     if interactive is not None:
         try:
@@ -393,6 +542,8 @@ def _expected_words(expected: set[str]) -> str:
 
 
 def _translate(exc: UnexpectedInput, source: SourceFile, open_brackets: list[Token]) -> Diagnostic:
+    from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
+
     if isinstance(exc, UnexpectedCharacters):
         ch = source.text[exc.pos_in_stream] if exc.pos_in_stream < len(source.text) else ""
         return error(
