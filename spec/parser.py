@@ -19,6 +19,11 @@ Neither is built from the grammar at start-up (lark takes about 140 ms to): both
   from the parser built from the grammar, as before: slower, never wrong. After editing the
   grammar or upgrading lark, regenerate it with `python -m nnspec.spec.grammar_tables` and
   commit it.
+
+A user whose lark is not the one the file was made for (an upgrade) pays the build once: the
+first run writes tables for that lark into the user's cache (`$XDG_CACHE_HOME/nnspec/`, else
+`~/.cache/nnspec/`; a file per key, replaced atomically), which later runs read as they read
+the committed file. Where the cache cannot be written, every run builds from the grammar.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ import base64
 import hashlib
 import importlib.util
 import json
+import os
 import re
+import tempfile
 import zlib
 from collections.abc import Iterator
 from copy import copy
@@ -117,20 +124,45 @@ def _lark() -> Lark:
 def _parser() -> Lark:
     """lark's parser as this module runs it where the fast path gives up: from the tables when
     they are current."""
-    loaded = load_tables(TABLES)
+    path = _tables_path()
+    loaded = load_tables(path) if path is not None else None
     return loaded if loaded is not None else _lark()
 
 
 @lru_cache(maxsize=1)
 def _fast() -> _Fast:
     """The fast path: from the tables when they are current, else from lark's parser."""
-    tables = _current_tables(TABLES)
+    path = _tables_path()
+    tables = _current_tables(path) if path is not None else None
     if tables is not None:
         try:
             return _Fast(tables["fast"])
         except Exception:  # damaged: only a cache miss, as for lark's part
             pass
     return _Fast(fast_tables(_parser()))
+
+
+@lru_cache(maxsize=1)
+def _tables_path() -> Path | None:
+    """The tables to read: the committed file when it is current, else the user's cached copy
+    for this grammar and lark, written now if there is none; None where neither is current
+    and the cache cannot be written."""
+    if _current_tables(TABLES) is not None:
+        return TABLES
+    cached = cached_tables_path()
+    if _current_tables(cached) is None:
+        try:
+            write_tables(cached)
+        except OSError:  # a read-only home, a full disk: build from the grammar every run
+            return None
+    return cached if _current_tables(cached) is not None else None
+
+
+def cached_tables_path() -> Path:
+    """Where the tables for the installed lark and this grammar are cached for this user."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    digest = hashlib.sha256(json.dumps(_tables_key(), sort_keys=True).encode()).hexdigest()
+    return Path(root) / "nnspec" / f"grammar_tables-{digest[:16]}.json"
 
 
 def _lark_version() -> str | None:
@@ -212,7 +244,16 @@ def write_tables(path: Path) -> None:
     packed = base64.b64encode(zlib.compress(serialised.encode("utf-8"), 9)).decode("ascii")
     tables = {"key": key, "fast": fast_tables(lark), "lark": packed}
     text = json.dumps(tables, separators=(",", ":"), allow_nan=False)
-    path.write_text(text + "\n", "utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # replaced atomically: a reader (another process at its first run) sees all or nothing
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text + "\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def fast_tables(lark: Lark) -> dict[str, Any]:

@@ -73,14 +73,18 @@ def fresh() -> dict[str, Any]:
 
 
 @pytest.fixture
-def fresh_caches():
-    """`_parser` and `_fast` cache what the tables gave; a test that points them elsewhere starts
-    and ends with empty caches."""
-    parser._parser.cache_clear()
-    parser._fast.cache_clear()
+def fresh_caches(tmp_path_factory, monkeypatch):
+    """`_tables_path`, `_parser` and `_fast` cache what the tables gave; a test that points them
+    elsewhere starts and ends with empty caches. The user's cache of tables is a place that
+    cannot be created (so a stale file falls back to the grammar), unless a test sets it."""
+    blocked = tmp_path_factory.mktemp("cache") / "a-file"
+    blocked.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked / "below"))
+    for cached in (parser._tables_path, parser._parser, parser._fast):
+        cached.cache_clear()
     yield
-    parser._parser.cache_clear()
-    parser._fast.cache_clear()
+    for cached in (parser._tables_path, parser._parser, parser._fast):
+        cached.cache_clear()
 
 
 def _parse_with(fast_tables: dict[str, Any], lark: Lark, text: str,
@@ -349,3 +353,28 @@ def test_written_tables_load_and_parse(tmp_path: Path, monkeypatch: pytest.Monke
     for text in [LENET, *list(SYNTAX_ERRORS.values())[:3]]:
         assert _parse_with(written_fast, written, text, monkeypatch) == _parse_with(
             built, parser._lark(), text, monkeypatch)
+
+
+def test_a_stale_file_is_built_once_into_the_users_cache(tmp_path: Path, fresh_caches,
+                                                         monkeypatch: pytest.MonkeyPatch):
+    """Another lark (or grammar) than the committed file's: the first run writes tables for it
+    into the user's cache; the next runs read them there and build nothing from the grammar."""
+    stale = tmp_path / "grammar_tables.json"
+    _rewrite(_stale)(stale)
+    monkeypatch.setattr(parser, "TABLES", stale)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cached = parser.cached_tables_path()
+    assert cached.parent == tmp_path / "cache" / "nnspec" and not cached.exists()
+    assert parser._tables_path() == cached and parser._current_tables(cached) is not None
+    assert [p.name for p in cached.parent.iterdir()] == [cached.name]  # no temporary left
+    for step in (parser._tables_path, parser._parser, parser._fast):  # the next run
+        step.cache_clear()
+
+    def no_build() -> None:
+        raise AssertionError("the grammar was built although the cache is current")
+
+    monkeypatch.setattr(parser, "_lark", no_build)
+    assert parser._tables_path() == cached
+    assert isinstance(parser.parse_module(SourceFile("lenet5.nn", LENET)), ast.Module)
+    with pytest.raises(DiagnosticError):
+        parser.parse_module(SourceFile("t.nn", SYNTAX_ERRORS["wrong_closing_bracket"]))
