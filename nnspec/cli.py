@@ -40,6 +40,21 @@ _SETTINGS: dict[str, Any] = {
 app = typer.Typer(**_SETTINGS)
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+_UNBOUNDED = 1_000_000  # columns: a table written to a file or a pipe takes its natural width
+
+
+def _print_table(table: Any) -> None:
+    """Print a table to stdout: in a terminal at most as wide as the terminal, as rich does;
+    into a file or a pipe whole. rich would cut it there to 80 columns (or to the width of
+    the terminal the command was started from), shortening cells to `…` and wrapping headers,
+    which a file read later or another program has no use for."""
+    if out.is_terminal:
+        out.print(table)
+        return
+    from rich.segment import Segments
+
+    options = out.options.update(width=_UNBOUNDED, no_wrap=True, overflow="ignore")  # as print(soft_wrap)
+    out.print(Segments(out.render(table, options)))
 
 
 class UsageError(Exception):
@@ -248,7 +263,7 @@ def _table(s: Summary) -> None:
     for r in s.layers:
         table.add_row(r.name, r.op, _shape(r.output_shape), f"{r.params:,}", f"{r.macs:,}",
                       str(r.receptive_field) if r.receptive_field is not None else "-", human_bytes(r.memory))
-    out.print(table)
+    _print_table(table)
     outputs = ", ".join(f"{o['name']} {_shape(o['shape'], o['dtype'])}" for o in s.outputs)
     out.print(f"outputs: {outputs}", markup=False)
     out.print(
@@ -452,7 +467,7 @@ def _prediction_table(prediction, rows: list[str]) -> None:
         cells = [f"{names[i][j]} ({prediction.probabilities[i, c]:.3f})"
                  for j, c in enumerate(prediction.top_k[i])]
         table.add_row(row, *cells)
-    out.print(table)
+    _print_table(table)
     more = f" (first {_SHOWN_ROWS} shown)" if len(rows) > _SHOWN_ROWS else ""
     out.print(f"{len(rows)} samples{more}; classes: {', '.join(prediction.classes)}",
               markup=False)
@@ -470,7 +485,7 @@ def _values_table(y, rows: list[str]) -> None:
     for i, row in enumerate(rows[:_SHOWN_ROWS]):
         extra = ["..."] if flat.shape[1] > width else []
         table.add_row(row, *(f"{v:.4g}" for v in flat[i, :width]), *extra)
-    out.print(table)
+    _print_table(table)
     more = f" (first {_SHOWN_ROWS} shown)" if len(rows) > _SHOWN_ROWS else ""
     out.print(f"{len(rows)} samples{more}; output per sample: {list(y.shape[1:])}", markup=False)
 
@@ -550,7 +565,7 @@ def search(
         err.print("interrupted: the finished trials are kept" +
                   (f"; continue with --resume {where}" if where else ""), markup=False)
         raise typer.Exit(130) from None
-    out.print(table(result.search, result.trials))
+    _print_table(table(result.search, result.trials))
     where = result.directory
     _log(f"results: {where / 'results.csv'}, {where / 'search.png'}")
     if not result.finished:

@@ -40,6 +40,47 @@ def op_fields(op: type[Op]) -> tuple[frozenset[str], tuple[str, ...], str]:
     return frozenset(fields), tuple(f for f, info in fields.items() if info.is_required()), op.signature()
 
 
+def positional_after_keyword(args: Sequence[ast.Arg], slots: Sequence[str] = ()) -> Diagnostic | None:
+    """Python's rule for a call: once an argument is given by keyword, so are all after it.
+
+    Without it `conv(8, stride=1, 3)` would quietly take 3 as the kernel. ``slots`` name the
+    positional parameters in order (empty where positions do not name a parameter, as for
+    the tensors of `concat`), so the help can say which keyword the argument would be: the
+    first one left free by the arguments before it and the keywords of the call.
+    """
+    keyword: ast.Arg | None = None
+    position = 0
+    named = {arg.name for arg in args if arg.name is not None}
+    free = [slot for slot in slots if slot not in named]  # where a positional value would go
+    for arg in args:
+        if arg.name is not None:
+            keyword = arg
+            continue
+        if keyword is None:
+            position += 1
+            continue
+        move = f"move it before `{keyword.name}=`"
+        if position < len(free):
+            help = f"{move}, or give it by keyword: `{free[position]}={_text(arg.value)}`"
+        else:
+            help = f"{move}: positional arguments come first"
+        return error(codes.SYNTAX, "positional argument follows keyword argument", arg.span,
+                     "positional argument", secondary=[(keyword.span, "after this keyword argument")],
+                     help=help)
+    return None
+
+
+def _text(expr: ast.Expr) -> str:
+    """A short rendering of a simple argument for a help line."""
+    if isinstance(expr, ast.Number):
+        return expr.text
+    if isinstance(expr, ast.Name):
+        return expr.id
+    if isinstance(expr, ast.Unary) and expr.op == "-" and isinstance(expr.operand, ast.Number):
+        return f"-{expr.operand.text}"
+    return "..."
+
+
 def bind_op_args(
     op: type[Op],
     call_span: Span,

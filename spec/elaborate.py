@@ -16,12 +16,20 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import ast, codes
-from .arguments import Symbol, bind_op_args, describe, op_fields, validation_diagnostics
+from .arguments import (
+    Symbol,
+    bind_op_args,
+    describe,
+    op_fields,
+    positional_after_keyword,
+    validation_diagnostics,
+)
 from .diagnostics import Diagnostic, DiagnosticError, error, warning
 from .ir import Graph, GraphInput, GraphOutput, Node, ReceptiveField, TensorType
 from .loader import Loaded
 from .ops import REGISTRY, Op, ShapeError, receptive_field
 from .passes.lint import lint
+from .passes.summary import field_lost
 from .source import Span
 from .suggest import did_you_mean
 
@@ -50,12 +58,18 @@ class Abort(Exception):
 
 @dataclass(frozen=True)
 class Tensor:
-    """A tensor value while the graph is built: the IR value it names, its type and field."""
+    """A tensor value while the graph is built: the IR value it names, its type and field.
+
+    ``unknown`` is set once the receptive field is unknown (not merely absent): the layer that
+    lost it, as (name, op, span). It stays set downstream, so no total shrinks to a smaller
+    known field.
+    """
 
     ref: str
     type: TensorType
     rf: ReceptiveField | None
     span: Span
+    unknown: tuple[str, str, Span] | None = None
 
 
 @dataclass
@@ -185,6 +199,11 @@ class Elaborator:
                             help=did_you_mean(key, names))
                 ok = False
                 continue
+            if key in given:  # `Block(8, 3, k=5)`: given by position too
+                self._error(codes.DUPLICATE, f"argument `{key}` given twice", span, "given again",
+                            secondary=[(given[key][1], "first given here")])
+                ok = False
+                continue
             given[key] = (value, span)
         for p in params:
             if p.name in given:
@@ -297,6 +316,7 @@ class Elaborator:
 
         for stmt in definition.body:
             self.where = stmt.span
+            first_diag = len(self.diags)
             try:
                 if isinstance(stmt, ast.InputDecl):
                     continue  # bound before the body runs
@@ -327,7 +347,13 @@ class Elaborator:
                     else:
                         scope.rounding = stmt.mode
             except Abort:
-                continue
+                pass
+            finally:
+                # a statement that failed may have stopped before looking its names up (an
+                # unknown layer's arguments, a value bound twice): what it names counts as used,
+                # so the unused-value warning does not add noise to the real error
+                if any(d.severity == "error" for d in self.diags[first_diag:]):
+                    scope.used.update(_names(stmt))
         if not outputs and not poisoned_output and not output_spans:
             self._error(codes.MISSING_OUTPUT, f"{definition.kind} `{definition.name}` has no output",
                         definition.name_span, help="end a chain with `-> output`")
@@ -341,7 +367,7 @@ class Elaborator:
             if incomplete and any(_mentions(stmt.expr, key) for key in BUDGET_NAMES):
                 continue
             self.where = stmt.span
-            self._assert(stmt, scope)
+            self._assert(stmt, scope, outputs)
         return outputs
 
     def _binding(self, stmt: ast.Binding, scope: Scope) -> None:
@@ -615,6 +641,7 @@ class Elaborator:
         tensor_args: list[Tensor] = []
         tensor_nodes: list[ast.Expr] = []
         takes_tensors = op is not None and op.arity is None
+        arg_diags: list[Diagnostic] = []  # errors of the call itself: they stop the layer
         for arg in args:
             value = self._arg_value(arg.value, scope, symbols=op is not None)
             if arg.name is None and takes_tensors and (isinstance(value, Tensor) or value is POISON):
@@ -623,21 +650,35 @@ class Elaborator:
             elif arg.name is None:
                 positional.append((value, arg))
             elif arg.name in keywords:
-                self._error(codes.DUPLICATE, f"argument `{arg.name}` given twice", arg.span, "given again",
-                            secondary=[(keywords[arg.name][1].span, "first given here")])
+                arg_diags.append(error(codes.DUPLICATE, f"argument `{arg.name}` given twice", arg.span,
+                                       "given again",
+                                       secondary=[(keywords[arg.name][1].span, "first given here")]))
             else:
                 keywords[arg.name] = (value, arg)
                 keyword_spans[arg.name] = arg.name_span or arg.span
         if op is not None:
+            slots: Sequence[str] = () if takes_tensors else op.positional
+        else:
+            assert definition is not None
+            slots = [p.name for p in definition.params]
+        misplaced = positional_after_keyword(args, slots)
+        if misplaced is not None:  # which argument is which is unknown: nothing else to check
+            self.diags.extend([*arg_diags, misplaced])
+            raise Abort
+        if op is not None:
             inputs = ([x] if x is not None else []) + tensor_args
             operand_nodes = ([None] if x is not None else []) + tensor_nodes
-            return self._apply(op, node, inputs, operand_nodes, positional, keywords, label, label_span, scope)
+            return self._apply(op, node, inputs, operand_nodes, positional, keywords, label, label_span, scope,
+                               pending=arg_diags)
         assert definition is not None
         if definition.kind != "block":
             self._error(codes.NOT_A_LAYER, f"`{name}` is a model, not a block", name_span, "used as a layer",
                         secondary=[(definition.name_span, "defined as a model here")],
                         help="a model cannot be used as a layer; turn the reusable part into a `block`")
             raise Abort
+        if arg_diags:  # the parameters are still checked, the body is not run
+            self.diags.extend(arg_diags)
+            x = POISON
         return self._block(definition, node, x, positional, keywords, keyword_spans, label, label_span, scope)
 
     def _arg_value(self, expr: ast.Expr, scope: Scope, symbols: bool) -> Any:
@@ -662,10 +703,14 @@ class Elaborator:
         raise Abort
 
     def _apply(self, op: type[Op], node, inputs: Sequence[Tensor], operand_nodes, positional, keywords,
-               label, label_span, scope) -> Any:
+               label, label_span, scope, pending: Sequence[Diagnostic] = ()) -> Any:
+        """Bind the arguments and run the shape rule. ``pending`` are errors already found in
+        the call (an argument given twice): like binding errors, they stop the layer before
+        its shape rule, which would only echo them."""
         call_span = node.span
         keyword_list = list(keywords.values()) if isinstance(keywords, dict) else []
         values, spans, diags = bind_op_args(op, call_span, positional, keyword_list)
+        diags = [*pending, *diags]
         if any(v is POISON for v in values.values()):
             diags = [d for d in diags if d.code != codes.MISSING_ARG]
         if scope.rounding != "exact" and "rounding" not in values and "rounding" in op_fields(op)[0]:
@@ -704,6 +749,12 @@ class Elaborator:
             raise Abort from None
         name = self._node_name(scope.prefix, op.kind, label, label_span)
         rf = receptive_field([t.rf for t in inputs], step) if output.rank >= 2 else None
+        # an unknown field stays unknown: the largest known field of another input is not it
+        unknown = next((t.unknown for t in inputs if t.unknown is not None), None)
+        if unknown is None and field_lost(any(t.rf is not None for t in inputs), rf, output):
+            unknown = (name, op.kind, call_span)
+        if unknown is not None:
+            rf = None
         ir_node = Node(name=name, op=op.kind, attrs=layer.attrs(), inputs=tuple(t.ref for t in inputs),
                        output=output, params=params, buffers=buffers, macs=macs, receptive_field=rf,
                        span=call_span)
@@ -715,7 +766,7 @@ class Elaborator:
                             f"layer {MAX_NODES + 1:,}", notes=[f"limit: {MAX_NODES:,} layers per model"])
             raise Abort
         self.nodes.append(ir_node)
-        return Tensor(name, output, rf, call_span)
+        return Tensor(name, output, rf, call_span, unknown)
 
     def _shape_error(self, op, exc: ShapeError, node, inputs, operand_nodes, spans) -> None:
         shapes = ", ".join(str(t.type) for t in inputs)
@@ -841,8 +892,19 @@ class Elaborator:
         return outputs[0][1]
 
     # == assertions =========================================================================
-    def _assert(self, stmt: ast.Assert, scope: Scope) -> None:
+    def _assert(self, stmt: ast.Assert, scope: Scope, outputs: Sequence[tuple[str, Tensor]] = ()) -> None:
         nodes = self.nodes[scope.first_node:]
+        unknown = next((t.unknown for _, t in outputs if t.unknown is not None), None)
+        if unknown is not None and _mentions(stmt.expr, "receptive_field"):
+            layer, kind, span = unknown
+            used = _find_name(stmt.expr, "receptive_field")
+            self._error(codes.BAD_ASSERT, f"`receptive_field` is unknown: `{layer}` rearranges the spatial axes",
+                        used.span if used is not None else stmt.span, "unknown here",
+                        secondary=[(span, f"`{kind}` makes the receptive field unknown")],
+                        notes=[f"after `{layer}` no window of input pixels is known for a position, "
+                               "so no layer after it has a receptive field"],
+                        help=f"assert it in a block that ends before `{layer}`, or remove the assertion")
+            return
         fields = [n.receptive_field.size for n in nodes if n.receptive_field is not None]
         budget = {
             "params": sum(n.param_count for n in nodes),
@@ -929,6 +991,37 @@ def _mentions(expr: Any, name: str) -> bool:
         elif isinstance(item, tuple):
             todo.extend(item)
     return False
+
+
+def _names(node: Any) -> set[str]:
+    """Every name an AST node mentions (iterative: expressions may nest deeply)."""
+    found: set[str] = set()
+    todo = [node]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, ast.Name):
+            found.add(item.id)
+        elif isinstance(item, ast.Node):
+            todo.extend(getattr(item, f) for f in item.__dataclass_fields__ if f != "span")
+        elif isinstance(item, (tuple, list)):
+            todo.extend(item)
+    return found
+
+
+def _find_name(expr: Any, name: str) -> ast.Name | None:
+    """The first use of a name in an expression, in source order."""
+    todo = [expr]
+    best: ast.Name | None = None
+    while todo:
+        item = todo.pop()
+        if isinstance(item, ast.Name):
+            if item.id == name and (best is None or item.span.start < best.span.start):
+                best = item
+        elif isinstance(item, ast.Node):
+            todo.extend(getattr(item, f) for f in item.__dataclass_fields__ if f != "span")
+        elif isinstance(item, tuple):
+            todo.extend(item)
+    return best
 
 
 def _plain(value: Any) -> Any:

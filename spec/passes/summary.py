@@ -3,6 +3,12 @@
 Conventions (printed with the table): one MAC is one multiply-add; memory is per sample, in
 bytes of the output activation (float32 = 4 bytes); the receptive field is in input pixels
 along the largest spatial axis, and is absent once no spatial axis is left.
+
+A field can also be unknown: a layer that rearranges spatial positions yet keeps a spatial
+axis (a `reshape` of [8, 30, 30] to [8, 900], `flatten(start=1)`) has no window in input
+pixels. Unknown stays unknown downstream, whatever other inputs of a layer know; the model's
+total is unknown (null, like an absent field) once an output's field is unknown, rather than
+the largest field known before it.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from ..ir import Graph, TensorType
+from ..ir import Graph, ReceptiveField, TensorType
 
 BYTES = {"float32": 4, "int64": 8}
 
@@ -53,6 +59,30 @@ def _tensor(name: str, t: TensorType) -> dict[str, Any]:
     return {"name": name, "shape": list(t.shape), "dtype": t.dtype}
 
 
+def field_lost(known_input: bool, field: ReceptiveField | None, output: TensorType) -> bool:
+    """Whether a layer makes a known receptive field unknown: an input had a field, the layer
+    has none (it mixed or moved spatial positions), and a spatial axis longer than 1 is left.
+    A global pool ([C, 1, 1]) or a flatten to one axis leaves none: the field is then absent
+    and the total is the largest field before it, as summaries conventionally report."""
+    return known_input and field is None and output.rank >= 2 and max(output.shape[1:]) > 1
+
+
+def unknown_fields(graph: Graph) -> dict[str, str]:
+    """The values whose receptive field is unknown, each with the layer that made it unknown."""
+    known = {i.name for i in graph.inputs if i.type.rank >= 2 and i.type.dtype == "float32"}
+    unknown: dict[str, str] = {}
+    for node in graph.nodes:
+        cause = next((unknown[v] for v in node.inputs if v in unknown), None)
+        if cause is None and field_lost(any(v in known for v in node.inputs), node.receptive_field,
+                                        node.output):
+            cause = node.name
+        if cause is not None:
+            unknown[node.name] = cause
+        elif node.receptive_field is not None:
+            known.add(node.name)
+    return unknown
+
+
 def summarize(graph: Graph) -> Summary:
     rows = tuple(
         LayerRow(
@@ -68,6 +98,9 @@ def summarize(graph: Graph) -> Summary:
         for n in graph.nodes
     )
     fields = [r.receptive_field for r in rows if r.receptive_field is not None]
+    unknown = unknown_fields(graph)
+    if any(o.value in unknown for o in graph.outputs):
+        fields = []  # unknown at an output: not the largest field known before it
     params = sum(r.params for r in rows)
     buffers = sum(r.buffers for r in rows)
     return Summary(

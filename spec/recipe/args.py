@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nnspec.spec import ast, codes
-from nnspec.spec.arguments import Symbol, describe
+from nnspec.spec.arguments import Symbol, describe, positional_after_keyword
 from nnspec.spec.diagnostics import Diagnostic, error
 from nnspec.spec.source import Span
 from nnspec.spec.suggest import did_you_mean
@@ -169,6 +169,10 @@ def bind(sig: Signature, args: Sequence[ast.Arg], call_span: Span, diags: list[D
          what: str | None = None) -> Bound | None:
     """Bind arguments to a signature; None after recording the errors."""
     what = what or f"`{sig.kind}`"
+    misplaced = positional_after_keyword(args, [p.name for p in sig.positional])
+    if misplaced is not None:  # `step(factor=0.5, 10)`: which value is which is unknown
+        diags.append(misplaced)
+        return None
     before = len(diags)
     values: dict[str, Any] = {}
     spans: dict[str, Span] = {}

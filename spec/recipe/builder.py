@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from nnspec.spec import ast, codes
-from nnspec.spec.arguments import Symbol, describe
+from nnspec.spec.arguments import Symbol, describe, positional_after_keyword
 from nnspec.spec.diagnostics import Diagnostic
 from nnspec.spec.loader import Loaded
 from nnspec.spec.ops import REGISTRY
@@ -164,6 +164,10 @@ class RecipeBuilder(Checks):
                       help=did_you_mean(train.model, models))
             return None
         params = {p.name: p for p in definition.params}
+        misplaced = positional_after_keyword(train.args, list(params))
+        if misplaced is not None:  # `train MLP(features=4, 3)` must not quietly take 3 as classes
+            self.diags.append(misplaced)
+            return None
         before = len(self.diags)
         positional = [a for a in train.args if a.name is None]
         if len(positional) > len(params):
