@@ -43,6 +43,18 @@ class Reshape(nn.Module):
         return x.reshape(x.shape[0], *self.shape)
 
 
+class Permute(nn.Module):
+    """Reorder the axes of every sample: output axis i is input axis ``dims[i]`` (the
+    sample's axes, counted from 0; the batch axis stays first)."""
+
+    def __init__(self, dims: tuple[int, ...]):
+        super().__init__()
+        self.dims = tuple(dims)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, *(d + 1 for d in self.dims))
+
+
 class CenterCrop(nn.Module):
     """Remove ``crop[i] = (before, after)`` positions from spatial axis i."""
 

@@ -127,6 +127,14 @@ LINEAR_ON_MAP = _code("W0002", "linear on a feature map", """
     global pool; put `flatten` before the `linear` to connect every feature.
 """)
 
+LAYERNORM_AXES = _code("W0003", "layernorm axes ambiguous", """
+    `layernorm` without `dims` normalises every feature of a sample together. On a
+    [C, H, W] feature map that is all C·H·W values, with γ and β of shape [C, H, W]; a
+    reader (or a ported ConvNeXt) may expect each position's C values to be normalised
+    alone, as LayerNorm2d does. The spec means the first; say so with `dims=all`
+    (`layernorm(dims=all)`), or pick the trailing axes with `dims=1`, `dims=2` or `dims=3`.
+""")
+
 # -- shapes -------------------------------------------------------------------------------
 NOT_INTEGER = _code("E2101", "output size is not an integer", """
     For a convolution or pooling window of size F, stride S and padding P over an input of

@@ -160,3 +160,174 @@ def test_eps_positive_and_docstring(kind):
 def test_batchnorm_momentum_range():
     with pytest.raises(ValidationError):
         op("batchnorm", momentum=1.5)
+
+
+# -- rmsnorm ----------------------------------------------------------------------------------
+def onnx_run(kind: str, attrs: dict, x, params: dict):
+    """The op exported alone with ``params`` as its weights, run by onnxruntime (float32)."""
+    import numpy as np
+    ort = pytest.importorskip("onnxruntime")
+    from nnspec.compiler.onnx_build import build_onnx
+    from nnspec.verify.sweep import one_node_graph
+
+    graph = one_node_graph(op(kind, **attrs), [t(*x.shape[1:])])
+    weights = {f"{graph.nodes[0].name}.{k}": np.asarray(v, np.float32) for k, v in params.items()}
+    model = build_onnx(graph, weights)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    kinds = [n.op_type for n in model.graph.node if n.op_type not in ("Constant", "Identity")]
+    return session.run(None, {"x0": x.astype(np.float32)})[0], kinds
+
+
+def test_rmsnorm_known_values():
+    import numpy as np
+    # rows [3, 4]: mean square 12.5; [1, -1]: 1; γ = [2, 0.5]
+    x = np.array([[[3.0, 4.0], [1.0, -1.0]]])
+    weight = np.array([2.0, 0.5])
+    eps = 1e-6
+    want = np.array([[[2 * 3 / np.sqrt(12.5 + eps), 0.5 * 4 / np.sqrt(12.5 + eps)],
+                      [2 / np.sqrt(1 + eps), -0.5 / np.sqrt(1 + eps)]]])
+    rms = op("rmsnorm")
+    np.testing.assert_allclose(rms.reference([x], {"weight": weight}), want, rtol=1e-15)
+    plain = op("rmsnorm", affine=False).reference([x], {})
+    np.testing.assert_allclose(plain, want / weight, rtol=1e-15)
+    y, kinds = onnx_run("rmsnorm", {}, x, {"weight": weight})
+    np.testing.assert_allclose(y, want, rtol=1e-6)
+    assert kinds == ["Mul", "ReduceMean", "Add", "Sqrt", "Div", "Mul"]
+    assert onnx_run("rmsnorm", {"affine": False}, x, {})[1] == ["Mul", "ReduceMean", "Add",
+                                                                "Sqrt", "Div"]
+
+
+@pytest.mark.parametrize("shape", [(8,), (5, 8), (3, 4, 8)])
+@pytest.mark.parametrize("affine", [True, False])
+def test_rmsnorm_equals_torch_rmsnorm(shape, affine):
+    import numpy as np
+    torch = pytest.importorskip("torch")
+    from nnspec.compiler.torch_build import instantiate
+
+    rms = op("rmsnorm", eps=1e-5, affine=affine)
+    x = t(*shape)
+    module = instantiate(rms.torch_call([x])).double()
+    want = torch.nn.RMSNorm(8, eps=1e-5, elementwise_affine=affine).double()
+    assert isinstance(module, torch.nn.RMSNorm)
+    assert torch_shapes(module) == torch_shapes(want) == shapes_of(rms, x)
+    gen = torch.Generator().manual_seed(0)
+    xs = torch.randn(3, *shape, generator=gen, dtype=torch.float64)
+    params = {}
+    if affine:
+        weight = torch.rand(8, generator=gen, dtype=torch.float64) + 0.5
+        with torch.no_grad():
+            module.weight.copy_(weight)
+            want.weight.copy_(weight)
+        params = {"weight": weight.numpy()}
+    with torch.no_grad():
+        got = module(xs)
+        torch.testing.assert_close(got, want(xs), rtol=0, atol=0)
+    np.testing.assert_allclose(got.numpy(), rms.reference([xs.numpy()], params), rtol=1e-13)
+
+
+def test_rmsnorm_shapes_and_costs():
+    rms = op("rmsnorm")
+    assert (rms.eps, rms.affine) == (1e-6, True)
+    assert REGISTRY["rmsnorm"].signature() == "rmsnorm(eps=1e-06, affine=true)"
+    assert REGISTRY["rmsnorm"].family == "norm"
+    x = t(16, 5, 7)
+    assert rms.infer([x]) == x
+    assert shapes_of(rms, x) == ({"weight": (7,)}, {})
+    assert op("rmsnorm", affine=False).param_shapes([x]) == {}
+    assert rms.macs([x], x) == 16 * 5 * 7 and rms.receptive_step([x]) is None
+    with pytest.raises(ShapeError) as err:
+        rms.infer([t()])
+    assert err.value.code == codes.RANK and "rank 0" in err.value.message
+
+
+def diagnostics_of(call: str, shape: str = "[3, 8]"):
+    from nnspec.spec.diagnostics import DiagnosticError
+    from nnspec.spec.loader import load_text
+    from nnspec.spec.models import elaborate_model
+
+    text = f"model M {{\n    input x: {shape}\n    x -> {call} -> output\n}}\n"
+    with pytest.raises(DiagnosticError) as err:
+        elaborate_model(load_text(text))
+    return [d for d in err.value.diagnostics if d.severity == "error"]
+
+
+# the layer starts at column 10 of `    x -> ...`
+@pytest.mark.parametrize(("call", "code", "col", "words"), [
+    ("rmsnorm(eps=0)", codes.BAD_ARG, 22, ["invalid value for `eps` of `rmsnorm`: 0"]),
+    ("rmsnorm(eps=-1e-6)", codes.BAD_ARG, 22, ["`eps` of `rmsnorm`"]),
+    ("rmsnorm(affine=1)", codes.BAD_ARG, 25, ["`affine` of `rmsnorm`: 1"]),
+    ("rmsnorm(1e-5)", codes.TOO_MANY_ARGS, 18, ["`rmsnorm` takes 0 positional"]),
+    ("rmsnorm(dims=1)", codes.UNKNOWN_ARG, 18, ["`rmsnorm` has no argument `dims`"]),
+])
+def test_rmsnorm_argument_errors_are_located(call, code, col, words):
+    first = diagnostics_of(call)[0]
+    assert first.code == code
+    assert first.span.line == 3 and first.span.col == col, (first.span.col, first.message)
+    assert all(w in first.message for w in words), first.message
+
+
+# -- layernorm: `dims=all` and the W0003 lint on [C, H, W] -------------------------------------
+def warnings_of(body: str, shape: str = "[6, 8, 8]"):
+    from nnspec.spec.loader import load_text
+    from nnspec.spec.models import elaborate_model
+
+    text = f"model M {{\n    input x: {shape}\n    {body}\n}}\n"
+    _graph, warnings = elaborate_model(load_text(text))
+    return [w for w in warnings if w.code == codes.LAYERNORM_AXES]
+
+
+def test_layernorm_dims_all_is_the_default_said_explicitly():
+    import numpy as np
+    x = t(6, 8, 8)
+    implicit, explicit = op("layernorm"), op("layernorm", dims="all")
+    assert explicit.normalized_shape(x) == implicit.normalized_shape(x) == (6, 8, 8)
+    assert shapes_of(explicit, x) == shapes_of(implicit, x)
+    assert explicit.torch_call([x]) == implicit.torch_call([x])
+    assert REGISTRY["layernorm"].signature() == "layernorm(dims=all, eps=1e-05, affine=true)"
+    xs = np.random.default_rng(0).normal(size=(2, 6, 8, 8))
+    y = explicit.reference([xs], {"weight": np.ones(x.shape), "bias": np.zeros(x.shape)})
+    flat = y.reshape(2, -1)
+    np.testing.assert_allclose(flat.mean(axis=1), 0, atol=1e-14)
+    np.testing.assert_allclose(flat.var(axis=1), 1 / (1 + 1e-5 / xs.reshape(2, -1).var(axis=1)),
+                               rtol=1e-12)
+
+
+def test_layernorm_default_on_a_map_warns():
+    (w,) = warnings_of("x -> conv(6, 1) -> layernorm -> output")
+    assert w.severity == "warning" and w.code == "W0003"
+    assert w.message == ("`layernorm` without `dims` on [6, 8, 8] normalises all 6·8·8 = 384 "
+                         "values of each sample together")
+    # the span is the layer: `    x -> conv(6, 1) -> layernorm` puts it at column 24
+    assert (w.span.line, w.span.col, w.span.end_col) == (3, 24, 33)
+    assert w.notes == ("chosen: every feature (dims=all), γ and β of shape [6, 8, 8]",
+                       "not each position's 6 channel values alone (ConvNeXt's LayerNorm2d)")
+    assert "`layernorm(dims=all)`" in w.help and "`layernorm(1)`" in w.help
+
+
+@pytest.mark.parametrize(("body", "shape"), [
+    ("x -> layernorm(dims=all) -> output", "[6, 8, 8]"),
+    ("x -> layernorm(3) -> output", "[6, 8, 8]"),
+    ("x -> layernorm(1) -> output", "[6, 8, 8]"),
+    ("x -> layernorm -> output", "[5, 8]"),
+    ("x -> layernorm -> output", "[8]"),
+    ("x -> rmsnorm -> output", "[6, 8, 8]"),
+])
+def test_layernorm_explicit_or_unambiguous_does_not_warn(body, shape):
+    assert warnings_of(body, shape) == []
+
+
+@pytest.mark.parametrize(("call", "code", "col", "words"), [
+    ("layernorm(dims=al)", codes.BAD_ARG, 25, ["invalid value for `dims` of `layernorm`: `al`"]),
+    ("layernorm(0)", codes.BAD_ARG, 20, ["`dims` of `layernorm`: 0"]),
+    ("layernorm(3)", codes.BAD_ARG, 20, ["last 3 axes needs rank 3", "rank 2"]),
+])
+def test_layernorm_argument_errors_are_located(call, code, col, words):
+    first = diagnostics_of(call)[0]
+    assert first.code == code
+    assert first.span.line == 3 and first.span.col == col, (first.span.col, first.message)
+    assert all(w in first.message for w in words), first.message
+
+
+def test_layernorm_dims_typo_suggests_all():
+    (d,) = diagnostics_of("layernorm(dims=al)")
+    assert d.help == "did you mean `all`?"

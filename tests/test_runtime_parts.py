@@ -82,6 +82,24 @@ def test_init_schemes_reach_their_target_std(scheme):
     assert weight.abs().sum().item() == 0
 
 
+def test_init_schemes_leave_every_norm_at_identity():
+    """γ = 1, β = 0 for every op of the norm family (rmsnorm included) under any scheme."""
+    from nnspec.api import load
+    from nnspec.compiler.torch_build import build_module
+    from nnspec.runtime.loop.init import initialise
+
+    model = load(text="model M {\n    input x: [4, 6, 6]\n    x -> conv(8, 3) -> batchnorm -> "
+                      "groupnorm(2) -> layernorm -> flatten -> linear(16) -> rmsnorm -> "
+                      "linear(3) -> output\n}\n")
+    module = build_module(model.graph)
+    applied = initialise(module, model.graph, ("normal", {"std": 0.5}), {})
+    assert set(applied) == {"conv_1", "linear_1", "linear_2"}
+    for node in model.graph.nodes:
+        if node.op in ("batchnorm", "groupnorm", "layernorm", "rmsnorm"):
+            for name, tensor in module.get_submodule(node.name).named_parameters():
+                assert torch.all(tensor == (1.0 if name == "weight" else 0.0)), (node.name, name)
+
+
 def test_checkpoints_round_trip_and_reject_other_specs(tmp_path):
     state = {"conv_1.weight": torch.randn(4, 3, 3, 3), "conv_1.bias": torch.zeros(4)}
     path = tmp_path / "last.safetensors"

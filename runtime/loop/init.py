@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from nnspec.spec.ir import Graph
+from nnspec.spec.ops import REGISTRY
 
 
 def init_tensor(weight: torch.Tensor, scheme: str, args: Mapping[str, Any]) -> None:
@@ -57,7 +58,7 @@ def initialise(
     applied: dict[str, str] = {}
     per_kind = per_kind or {}
     for node in graph.nodes:
-        if not node.params or node.op in ("batchnorm", "layernorm", "instancenorm", "groupnorm"):
+        if not node.params or REGISTRY[node.op].family == "norm":  # every norm, rmsnorm too
             continue
         scheme, args = per_kind.get(node.op, default or ("default", {}))
         if scheme == "default":

@@ -2,6 +2,7 @@
 
 from . import (
     activation,  # noqa: F401
+    axes,  # noqa: F401
     conv,  # noqa: F401  (importing a family registers its ops)
     linear,  # noqa: F401
     neighbors,  # noqa: F401

@@ -1,17 +1,18 @@
-"""Normalisations: batchnorm, layernorm, instancenorm, groupnorm.
+"""Normalisations: batchnorm, layernorm, instancenorm, groupnorm, rmsnorm.
 
-Each computes x̂ = (x - μ) / √(σ² + ε) over its own set of elements (σ² biased, divisor n),
-then y = γ·x̂ + β when `affine`. They differ only in which elements share μ and σ².
+The first four compute x̂ = (x - μ) / √(σ² + ε) over their own set of elements (σ² biased,
+divisor n), then y = γ·x̂ + β when `affine`. They differ only in which elements share μ and
+σ². rmsnorm does not centre: y = γ ⊙ x / √(mean(x²) + ε) over the last axis.
 
-MACs convention (the same for all four): one multiply-add per element, numel in total, with
-γ, β and the statistics folded into y = s·x + t; computing μ and σ² is not counted, and an
-`affine` layer costs the same as a plain one.
+MACs convention (the same for all five): one multiply-add per element, numel in total, with
+γ, β and the statistics folded into y = s·x + t (rmsnorm: y = s·x); computing μ, σ² or the
+mean square is not counted, and an `affine` layer costs the same as a plain one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Annotated, ClassVar
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
 from pydantic import Field
 
@@ -144,8 +145,10 @@ class LayerNorm(_Norm):
     """Layer normalisation (Ba et al. 2016): per sample, over its last `dims` axes.
 
     μ, σ² = mean and biased variance of each sample over the last `dims` axes (all its
-    features when dims is omitted); y = γ ⊙ (x - μ) / √(σ² + ε) + β, the same in train
-    and eval (no running statistics).
+    features for `dims=all`, the default); y = γ ⊙ (x - μ) / √(σ² + ε) + β, the same in
+    train and eval (no running statistics). On a [C, H, W] map the default normalises all
+    C·H·W values together, not each position's C values (ConvNeXt's LayerNorm2d): lint
+    warns (W0003) when `dims` is left out there, and `dims=all` says it on purpose.
 
     Shape: [*] unchanged; normalised shape = the last `dims` axes of the input.
     Params: weight γ, bias β (when affine), each of the normalised shape.
@@ -154,23 +157,28 @@ class LayerNorm(_Norm):
 
     kind: ClassVar[str] = "layernorm"
     positional: ClassVar[tuple[str, ...]] = ("dims",)
+    shown_defaults: ClassVar[dict[str, str]] = {"dims": "all"}
 
-    dims: Annotated[int, Field(gt=0)] | None = None
+    # None: left out (every feature, and lint warns on a [C, H, W] map); "all": said so
+    dims: Annotated[int, Field(gt=0)] | Literal["all"] | None = None
 
     samples = (
         sample({}, (3, 4, 4), note="every feature of the sample"),
         sample({"dims": 1, "eps": 1e-6}, (5, 8), note="last axis only"),
         sample({"dims": 2, "affine": False}, (3, 4, 4), note="ONNX: constant scale and bias"),
         sample({"affine": False}, (7,)),
+        sample({"dims": "all"}, (2, 3, 4), note="every feature, said explicitly"),
     )
     bad_samples = (
         BadSample(call="layernorm(4)", inputs=((6, 8, 8),), code=codes.BAD_ARG),
         BadSample(call="layernorm(eps=-1)", inputs=((6, 8, 8),), code=codes.BAD_ARG),
+        BadSample(call="layernorm(dims=al)", inputs=((6, 8, 8),), code=codes.BAD_ARG),
+        BadSample(call="layernorm(0)", inputs=((6, 8, 8),), code=codes.BAD_ARG),
     )
 
     def normalized_shape(self, x: TensorType) -> tuple[int, ...]:
         """The trailing axes normalised together (torch's `normalized_shape`)."""
-        return x.shape if self.dims is None else x.shape[x.rank - self.dims :]
+        return x.shape if not isinstance(self.dims, int) else x.shape[x.rank - self.dims :]
 
     def infer(self, inputs: Sequence[TensorType]) -> TensorType:
         (x,) = inputs
@@ -180,12 +188,12 @@ class LayerNorm(_Norm):
                 f"layernorm expects an input of rank at least 1 ([F] or [*, F]), got rank {x.rank}",
                 help="the batch dimension is implicit; there are no features to normalise",
             )
-        if self.dims is not None and self.dims > x.rank:
+        if isinstance(self.dims, int) and self.dims > x.rank:
             raise ShapeError(
                 codes.BAD_ARG,
                 f"layernorm over the last {self.dims} axes needs rank {self.dims} or more, "
                 f"got {x} of rank {x.rank}",
-                help=f"use dims between 1 and {x.rank}, or omit it to normalise all features",
+                help=f"use dims between 1 and {x.rank}, or `dims=all` to normalise all features",
                 arg="dims",
             )
         return x
@@ -213,7 +221,7 @@ class LayerNorm(_Norm):
         """y = γ ⊙ (x - μ) / √(σ² + ε) + β, μ and σ² per sample over the last `dims` axes."""
         import numpy as np
         x = np.asarray(inputs[0], np.float64)
-        dims = x.ndim - 1 if self.dims is None else self.dims
+        dims = x.ndim - 1 if not isinstance(self.dims, int) else self.dims
         y = self._normalise(x, tuple(range(x.ndim - dims, x.ndim)))
         return y * params["weight"] + params["bias"] if self.affine else y
 
@@ -325,3 +333,78 @@ class GroupNorm(_Norm):
         grouped = x.reshape(x.shape[0], self.groups, -1)
         y = self._normalise(grouped, (2,)).reshape(x.shape)
         return self._per_channel(y, params)
+
+
+@register
+class RMSNorm(Op):
+    """Root-mean-square normalisation (Zhang & Sennrich 2019): per position, over the last axis.
+
+    r = √(mean_d(x_d²) + ε) over the D values of the last axis; y = γ ⊙ x / r. No centring
+    and no bias (torch.nn.RMSNorm); the same in train and eval.
+
+    Shape: [*, D] unchanged (rank 1 or more); normalised shape = [D], the last axis.
+    Params: weight γ [D] (when affine): D.
+    MACs: numel (see the module docstring).
+    """
+
+    kind: ClassVar[str] = "rmsnorm"
+    family: ClassVar[str] = "norm"
+
+    eps: float = Field(default=1e-6, gt=0)
+    affine: bool = True
+
+    samples = (
+        sample({}, (8,), note="[D]"),
+        sample({"eps": 1e-5}, (5, 8), note="tokens [T, D]"),
+        sample({}, (3, 4, 6), note="the last axis of a rank-3 input"),
+        sample({"affine": False}, (4, 6), note="ONNX: no Mul by γ"),
+    )
+    bad_samples = (
+        BadSample(call="rmsnorm(eps=0)", inputs=((4, 8),), code=codes.BAD_ARG),
+        BadSample(call="rmsnorm(eps=-1e-6)", inputs=((4, 8),), code=codes.BAD_ARG),
+        BadSample(call="rmsnorm(affine=1)", inputs=((4, 8),), code=codes.BAD_ARG),
+    )
+
+    def infer(self, inputs: Sequence[TensorType]) -> TensorType:
+        (x,) = inputs
+        if x.rank < 1:
+            raise ShapeError(
+                codes.RANK,
+                f"rmsnorm expects an input of rank at least 1 ([D] or [*, D]), got rank {x.rank}",
+                help="the batch dimension is implicit; there is no axis to normalise",
+            )
+        return x
+
+    def param_shapes(self, inputs: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
+        return {"weight": (inputs[0].shape[-1],)} if self.affine else {}
+
+    def macs(self, inputs: Sequence[TensorType], output: TensorType) -> int:
+        return inputs[0].numel
+
+    def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
+        return TorchCall("nn.RMSNorm", {
+            "normalized_shape": (inputs[0].shape[-1],), "eps": self.eps,
+            "elementwise_affine": self.affine,
+        })
+
+    def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
+                params: dict[str, np.ndarray]) -> str:
+        """Decomposed (RMSNormalization is opset 23; the project's opset is 21):
+        Mul(x, x) -> ReduceMean(axes=[-1], keepdims) -> Add ε -> Sqrt -> Div -> Mul γ."""
+        import numpy as np
+        x = inputs[0]
+        square = g.node("Mul", [x, x])
+        mean = g.node("ReduceMean", [square, g.ints([-1])], keepdims=1)
+        shifted = g.node("Add", [mean, g.constant(np.array(self.eps, np.float32))])
+        y = g.node("Div", [x, g.node("Sqrt", [shifted])])
+        if self.affine:
+            y = g.node("Mul", [y, g.initializer(f"{name}.weight", params["weight"])])
+        return y
+
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        """y = γ ⊙ x / √(mean(x²) + ε), the mean over the last axis."""
+        import numpy as np
+        x = np.asarray(inputs[0], np.float64)
+        y = x / np.sqrt((x * x).mean(axis=-1, keepdims=True) + self.eps)
+        return y * params["weight"] if self.affine else y
