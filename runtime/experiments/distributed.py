@@ -55,10 +55,6 @@ LOOPBACK = "127.0.0.1"
 TIMEOUT = datetime.timedelta(minutes=30)  # torch's default for a collective that waits
 
 
-def _error(message: str, help: str | None = None) -> Exception:
-    return TrainingError(message, help=help)
-
-
 # -- the group --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Group:
@@ -149,7 +145,7 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Launch | None:
           "or let nnspec start them with `nnspec train FILE --nproc N`"
     missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if not env.get(k)]
     if missing:
-        raise _error(f"the environment describes a distributed launch but lacks {', '.join(missing)}",
+        raise TrainingError(f"the environment describes a distributed launch but lacks {', '.join(missing)}",
                      help=how)
     values: dict[str, int] = {}
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT"):
@@ -157,18 +153,18 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Launch | None:
         try:
             values[key] = int(raw)
         except ValueError:
-            raise _error(f"{key}={raw!r} in the environment is not an integer", help=how) from None
+            raise TrainingError(f"{key}={raw!r} in the environment is not an integer", help=how) from None
     world, rank, local, port = (values["WORLD_SIZE"], values["RANK"], values["LOCAL_RANK"],
                                 values["MASTER_PORT"])
     if world < 1:
-        raise _error(f"WORLD_SIZE={world} in the environment: it must be at least 1", help=how)
+        raise TrainingError(f"WORLD_SIZE={world} in the environment: it must be at least 1", help=how)
     if not 0 <= rank < world:
-        raise _error(f"RANK={rank} in the environment is outside 0..{world - 1} (WORLD_SIZE={world})",
+        raise TrainingError(f"RANK={rank} in the environment is outside 0..{world - 1} (WORLD_SIZE={world})",
                      help=how)
     if local < 0:
-        raise _error(f"LOCAL_RANK={local} in the environment is negative", help=how)
+        raise TrainingError(f"LOCAL_RANK={local} in the environment is negative", help=how)
     if not 0 < port < 65536:
-        raise _error(f"MASTER_PORT={port} in the environment is not a TCP port (1..65535)", help=how)
+        raise TrainingError(f"MASTER_PORT={port} in the environment is not a TCP port (1..65535)", help=how)
     if world == 1:
         return None
     return Launch(rank=rank, world_size=world, local_rank=local, addr=env["MASTER_ADDR"], port=port)
@@ -187,11 +183,11 @@ def resolve_device(requested: str, nproc: int, local_rank: int | None = None) ->
     import torch.distributed as dist
 
     if not dist.is_available():
-        raise _error("this PyTorch build has no torch.distributed: it cannot train with many processes",
+        raise TrainingError("this PyTorch build has no torch.distributed: it cannot train with many processes",
                      help="train with one process (drop --nproc), or install a PyTorch build with "
                      "distributed support")
     if requested not in ("auto", "cpu", "cuda"):
-        raise _error(f"device must be auto, cpu or cuda, got {requested!r}")
+        raise TrainingError(f"device must be auto, cpu or cuda, got {requested!r}")
     needed = nproc if local_rank is None else local_rank + 1
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     nccl = count > 0 and dist.is_nccl_available()
@@ -199,17 +195,17 @@ def resolve_device(requested: str, nproc: int, local_rank: int | None = None) ->
         return "cuda" if nccl and count >= needed else "cpu"
     if requested == "cpu":
         if not dist.is_gloo_available():
-            raise _error("this PyTorch build has no gloo backend: it cannot train many CPU processes")
+            raise TrainingError("this PyTorch build has no gloo backend: it cannot train many CPU processes")
         return "cpu"
     if count == 0:
-        raise _error(f"--device cuda was asked for with {nproc} processes but no CUDA device is "
+        raise TrainingError(f"--device cuda was asked for with {nproc} processes but no CUDA device is "
                      "available", help=f"use --device cpu to train {nproc} processes on the CPU (gloo)")
     if not nccl:
-        raise _error("--device cuda with many processes needs NCCL, which this PyTorch build lacks",
+        raise TrainingError("--device cuda with many processes needs NCCL, which this PyTorch build lacks",
                      help="use --device cpu (gloo)")
     if count < needed:
         what = f"--nproc {nproc}" if local_rank is None else f"LOCAL_RANK={local_rank}"
-        raise _error(f"{what} needs one GPU per process, but {count} "
+        raise TrainingError(f"{what} needs one GPU per process, but {count} "
                      f"{'is' if count == 1 else 'are'} visible",
                      help=f"use --nproc {count} or fewer, or --device cpu")
     return "cuda"
@@ -234,7 +230,7 @@ def setup(rank: int, world_size: int, local_rank: int, device: str, *, launcher:
         clash = "address already in use" in reason.lower() or "eaddrinuse" in reason.lower()
         where = init_method.removeprefix("tcp://") if init_method.startswith("tcp://") else \
             f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
-        raise _error(f"rank {rank} could not join the process group at {where}: {reason}",
+        raise TrainingError(f"rank {rank} could not join the process group at {where}: {reason}",
                      help="another program holds that port: choose another MASTER_PORT (or let "
                      "`--nproc` pick a free one)" if clash else
                      "check MASTER_ADDR / MASTER_PORT and that every rank was started") from None
@@ -339,7 +335,7 @@ def _signal_error(rank: int, code: int) -> BaseException:
         name = signal.Signals(-code).name
     except ValueError:
         name = f"signal {-code}"
-    return _error(f"the training process of rank {rank} was killed by {name}; the other processes "
+    return TrainingError(f"the training process of rank {rank} was killed by {name}; the other processes "
                   "were stopped")
 
 
@@ -362,7 +358,7 @@ def _dead_worker(processes, results: dict[int, Any], inbox, log) -> BaseExceptio
             continue
         if code < 0:
             return _signal_error(rank, code)
-        return _error(f"the training process of rank {rank} exited with status {code} without "
+        return TrainingError(f"the training process of rank {rank} exited with status {code} without "
                       "reporting an error; the other processes were stopped",
                       help="its own output above says more; a script that calls "
                       "nnspec.train(..., nproc=N) must guard its top level with "

@@ -21,6 +21,19 @@ IntOrTuple = int | tuple[int, ...]
 AXIS_NAMES = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
 
 
+def axis_index(value: int, rank: int, what: str, arg: str) -> int:
+    """A non-batch axis index; negative counts from the end."""
+    axis = value + rank if value < 0 else value
+    if not 0 <= axis < rank:
+        raise ShapeError(
+            codes.ARGUMENT_SHAPE,
+            f"{what} {arg}={value} is out of range for an input of rank {rank}",
+            notes=[f"valid: {-rank} <= {arg} < {rank} (the batch axis is not counted)"],
+            arg=arg,
+        )
+    return axis
+
+
 def per_axis(value: IntOrTuple, n: int, arg: str) -> tuple[int, ...]:
     """Broadcast an int to n spatial axes; a tuple must have exactly n entries."""
     if isinstance(value, int):

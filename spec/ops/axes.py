@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from .. import codes
 from ..ir import TensorType
-from .arith import AXIS_NAMES, check_divisible, expect_rank
+from .arith import AXIS_NAMES, axis_index, check_divisible, expect_rank
 from .base import GLOBAL, BadSample, Op, ShapeError, TorchCall, register, sample
 
 if TYPE_CHECKING:
@@ -49,15 +49,7 @@ def resolve_axis(value: Axis, rank: int, kind: str, arg: str) -> int:
                 arg=arg,
             )
         return names.index(value)
-    axis = value + rank if value < 0 else value
-    if not 0 <= axis < rank:
-        raise ShapeError(
-            codes.ARGUMENT_SHAPE,
-            f"{kind} {arg}={value} is out of range for an input of rank {rank}",
-            notes=[f"valid: {-rank} <= {arg} < {rank} (the batch axis is not counted)"],
-            arg=arg,
-        )
-    return axis
+    return axis_index(value, rank, kind, arg)
 
 
 def _check_rank(kind: str, x: TensorType) -> None:

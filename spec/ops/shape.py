@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from .. import codes
 from ..ir import TensorType
-from .arith import AXIS_NAMES, IntOrTuple, expect_rank, fmt, per_axis
+from .arith import AXIS_NAMES, IntOrTuple, axis_index, expect_rank, fmt, per_axis
 from .base import (
     GLOBAL,
     BadSample,
@@ -43,19 +43,6 @@ def _axis_name(rank: int, axis: int) -> str:
     return AXIS_NAMES.get(rank - 1, ())[axis - 1] if rank - 1 in AXIS_NAMES else f"axis {axis}"
 
 
-def _axis(value: int, rank: int, what: str, arg: str) -> int:
-    """A non-batch axis index; negative counts from the end."""
-    axis = value + rank if value < 0 else value
-    if not 0 <= axis < rank:
-        raise ShapeError(
-            codes.ARGUMENT_SHAPE,
-            f"{what} {arg}={value} is out of range for an input of rank {rank}",
-            notes=[f"valid: {-rank} <= {arg} < {rank} (the batch axis is not counted)"],
-            arg=arg,
-        )
-    return axis
-
-
 @register
 class Flatten(Op):
     """Merge the axes from `start` on into one: out = x.reshape(*x.shape[:start], -1).
@@ -85,17 +72,17 @@ class Flatten(Op):
 
     def infer(self, inputs: Sequence[TensorType]) -> TensorType:
         (x,) = inputs
-        s = _axis(self.start, x.rank, self.kind, "start")
+        s = axis_index(self.start, x.rank, self.kind, "start")
         return TensorType(shape=(*x.shape[:s], math.prod(x.shape[s:])), dtype=x.dtype)
 
     def receptive_step(self, inputs: Sequence[TensorType]) -> Literal["global"] | None:
         (x,) = inputs
-        merged = x.rank - _axis(self.start, x.rank, self.kind, "start")
+        merged = x.rank - axis_index(self.start, x.rank, self.kind, "start")
         return GLOBAL if merged >= 2 else None  # merging axes leaves no spatial axis
 
     def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
         (x,) = inputs
-        start = _axis(self.start, x.rank, self.kind, "start")
+        start = axis_index(self.start, x.rank, self.kind, "start")
         return TorchCall("nn.Flatten", {"start_dim": start + 1})  # the batch axis comes first
 
     def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
@@ -617,7 +604,7 @@ class Concat(Op):
 
     def infer(self, inputs: Sequence[TensorType]) -> TensorType:
         x0 = inputs[0]
-        axis = _axis(self.axis, x0.rank, self.kind, "axis")
+        axis = axis_index(self.axis, x0.rank, self.kind, "axis")
         _same_dtype(inputs, "concat inputs")
         for i, xi in enumerate(inputs[1:], start=1):
             if xi.rank != x0.rank:
@@ -645,7 +632,7 @@ class Concat(Op):
         return TensorType(shape=(*x0.shape[:axis], total, *x0.shape[axis + 1 :]), dtype=x0.dtype)
 
     def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
-        return TorchCall("Concat", {"dim": _axis(self.axis, inputs[0].rank, self.kind, "axis") + 1})
+        return TorchCall("Concat", {"dim": axis_index(self.axis, inputs[0].rank, self.kind, "axis") + 1})
 
     def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
                   ) -> np.ndarray:
@@ -656,7 +643,7 @@ class Concat(Op):
 
     def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
                 params: dict[str, np.ndarray]) -> str:
-        return g.node("Concat", inputs, axis=_axis(self.axis, types[0].rank, self.kind, "axis") + 1)
+        return g.node("Concat", inputs, axis=axis_index(self.axis, types[0].rank, self.kind, "axis") + 1)
 
 
 def _concat_help(x0: TensorType, xi: TensorType, axis: int, bad: int) -> str:
