@@ -50,6 +50,7 @@ class OnnxGraph:
         self.values: set[str] = set()
         self._node_names: set[str] = set()
         self.scope = ""
+        self.aliases: dict[str, str] = {}  # a tied parameter -> the initializer that holds it
 
     def fresh(self, base: str) -> str:
         """``base`` if no value has that name yet, else ``base_2``, ``base_3``..."""
@@ -71,6 +72,8 @@ class OnnxGraph:
         """A weight, under exactly ``name`` (the spec's ``<node>.<param>``)."""
         from onnx import helper
 
+        if name in self.aliases:  # weight tying: one initializer, read by both layers
+            return self.aliases[name]
         if name in self.values:
             raise ValueError(f"initializer `{name}` defined twice")
         self.values.add(name)
@@ -193,12 +196,13 @@ def folded(conv: Node, conv_params: dict[str, np.ndarray], bn: Node,
 def node_params(node: Node, weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The node's parameters and float buffers by name, as float32 (ids stay integers)."""
     params = {}
-    for key, shape in {**node.params, **node.buffers}.items():
-        full = f"{node.name}.{key}"
+    shapes = {**node.params, **node.buffers}
+    for key, full in node.state_keys().items():
+        shape = shapes.get(key)
         if full not in weights:
             raise ValueError(f"the weights have no `{full}`")
         array = np.asarray(weights[full])
-        if tuple(array.shape) != tuple(shape):
+        if shape is not None and tuple(array.shape) != tuple(shape):
             raise ValueError(f"`{full}` has shape {list(array.shape)}, the spec needs {list(shape)}")
         if not np.issubdtype(array.dtype, np.floating):
             continue  # num_batches_tracked: training-only, not exported
@@ -317,6 +321,7 @@ def _lower(g: OnnxGraph, graph: Graph, arrays: Mapping[str, np.ndarray], *, fold
             params = folded(node, params, bn, node_params(bn, arrays))
         name = prefix + node.name
         g.scope = name
+        g.aliases.update({f"{name}.{key}": prefix + owner for key, owner in node.tied.items()})
         start = len(g.nodes)
         result = op.to_onnx(g, [values[v] for v in node.inputs], in_types, name, params)
         if len(g.nodes) > start and any(result in n.output for n in g.nodes[start:]):

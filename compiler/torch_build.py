@@ -64,6 +64,10 @@ class GraphModule(nn.Module):
             install(self, node.name, instantiate(call))
             steps.append((node.name, tuple(slots[v] for v in node.inputs), len(slots)))
             slots[node.name] = len(slots)
+        for node in graph.nodes:  # weight tying: the layer reads the owner's parameter
+            for key, owner in node.tied.items():
+                owner_module, _, attr = owner.rpartition(".")
+                self.get_submodule(node.name).tie(key, self.get_submodule(owner_module), attr)
         self._steps = [(self.get_submodule(name), ins, out) for name, ins, out in steps]
         self._step_names = [name for name, _, _ in steps]
         self._outputs = tuple(slots[o.value] for o in graph.outputs)

@@ -77,6 +77,11 @@ def torch_source(graph: Graph, *, source: str = "a spec", version: str = "") -> 
         owner = "self" if len(parts) == 1 else _attr_path(parts[:-1])
         args = ", ".join(f"{k}={v!r}" for k, v in call.kwargs.items())
         init.append(f"        {_set(owner, parts[-1], f'{call.cls}({args})')}")
+    for node in graph.nodes:  # weight tying: the layer reads the owner's parameter
+        for key, owner in node.tied.items():
+            owner_module, _, attr = owner.rpartition(".")
+            init.append(f"        {_attr_path(node.name.split('.'))}.tie({key!r}, "
+                        f"{_attr_path(owner_module.split('.'))}, {attr!r})")
     taken: set[str] = set()
     names = {i.name: _variable(i.name, taken) for i in graph.inputs}
     forward = []

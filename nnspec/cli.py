@@ -453,6 +453,35 @@ def predict(
         err.print(f"wrote {output}", markup=False)
 
 
+@app.command()
+def generate(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="a run directory of a text recipe")],
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help="the text to continue")] = "",
+    tokens: Annotated[int, typer.Option("--tokens", "-n", min=0, help="characters to generate")] = 200,
+    temperature: Annotated[float, typer.Option(
+        "--temperature", "-t", min=0.0, help="0: greedy; 1: the model's own distribution")] = 1.0,
+    top_k: Annotated[int | None, typer.Option(
+        "--top-k", "-k", min=1, help="sample among the k most likely characters only")] = None,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="the sampler's seed")] = 0,
+    onnx: Annotated[Path | None, typer.Option(
+        "--onnx", help="run this exported model through onnxruntime instead of torch")] = None,
+) -> None:
+    """Sample characters from a trained causal text model and print prompt + generated text.
+
+    The window is the last `context` ids, left-padded with id 0 when shorter; the next
+    character is read at its last position (runtime/inference/generate.py)."""
+    from nnspec.generating import GenerateError
+    from nnspec.generating import generate as run
+
+    try:
+        with _user_errors():
+            result = run(run_dir, prompt, tokens, temperature=temperature, top_k=top_k,
+                         seed=seed, onnx=onnx)
+    except GenerateError as exc:
+        _error(exc.message, exc.help)
+    out.print(str(result), markup=False)
+
+
 _SHOWN_ROWS = 20
 
 

@@ -130,9 +130,17 @@ class InputDecl(Node):
 
 @dataclass(frozen=True)
 class Binding(Node):
+    """``name = chain``; ``a, b = x -> split(2)`` binds each part of a layer with several
+    outputs: ``name`` is the first, ``more`` the others."""
+
     name: str
     name_span: Span
     value: Expr
+    more: tuple[tuple[str, Span], ...] = ()
+
+    @property
+    def names(self) -> tuple[tuple[str, Span], ...]:
+        return ((self.name, self.name_span), *self.more)
 
 
 @dataclass(frozen=True)

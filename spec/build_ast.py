@@ -224,8 +224,9 @@ class Builder:
         return ast.TensorTypeExpr(span=self._meta(raw), dtype=dtype.value if dtype else None, dims=tuple(dims))
 
     def binding(self, c, raw):
-        name, value = c
-        return ast.Binding(span=self._meta(raw), name=name.value, name_span=self._tok(name), value=value)
+        name, *more, value = c
+        return ast.Binding(span=self._meta(raw), name=name.value, name_span=self._tok(name), value=value,
+                           more=tuple((n.value, self._tok(n)) for n in more))
 
     def output_stmt(self, c, raw):
         _keyword, *names = c

@@ -159,10 +159,15 @@ DIVISIBLE = _code("E2104", "size not divisible", """
     divisible by `groups`, groupnorm's channels by its number of groups, maxout's channels
     by k. The message gives the numbers.
 """)
-ADD_MISMATCH = _code("E2105", "shapes of a sum differ", """
-    A residual add `a + b` needs operands of exactly the same shape. When a block changes
-    the channel count or the resolution, project the skip path, e.g. with a strided 1x1
-    convolution, so both sides match.
+ADD_MISMATCH = _code("E2105", "operand shapes do not broadcast", """
+    Elementwise arithmetic between tensors (`a + b`, `a - b`, `a * b`, `a / b`) follows
+    numpy's broadcasting over the sample axes: the shapes are aligned on their last axis and
+    each pair of sizes must be equal or one of them 1 (a missing leading axis counts as 1).
+    `[C, H, W] * [C, 1, 1]` scales each channel (squeeze-excitation); `[L, D] + [D]` adds a
+    vector to every row.
+
+    A residual sum `x + f(x)` needs equal shapes: when a block changes the channel count or
+    the resolution, project the skip path, e.g. with a strided 1x1 convolution.
 """)
 CONCAT_MISMATCH = _code("E2106", "shapes of a concatenation differ", """
     `concat(...)` joins tensors along one axis (channels by default); every other axis must
@@ -266,7 +271,8 @@ RECIPE_DATA = _code("E5007", "data does not fit the model input", """
     augmentations that change it (`random_crop`). digits is [64], [1, 8, 8] with
     as_image=true, [1, r, r] with resize=r and [8, 8] with sequence=true; iris [4],
     breast_cancer [30], diabetes [10], wine [13], fashion_mnist [1, 28, 28]. A recipe
-    trains a model with exactly one float input.
+    trains a model with exactly one float input, except `text("file.txt", context=n)`:
+    int64 ids, `input t: int[n]`; its file must be UTF-8 and longer than n characters.
 """)
 RECIPE_LOSS = _code("E5008", "loss does not fit the model output", """
     The loss reads the model's (first) output: cross_entropy and nll want class scores [C]

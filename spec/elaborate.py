@@ -28,6 +28,7 @@ from .diagnostics import Diagnostic, DiagnosticError, error, warning
 from .ir import Graph, GraphInput, GraphOutput, Node, ReceptiveField, TensorType
 from .loader import Loaded
 from .ops import REGISTRY, Op, ShapeError, receptive_field
+from .ops.axes import MULTI_OUTPUT
 from .passes.lint import lint
 from .passes.summary import field_lost
 from .source import Span
@@ -41,6 +42,7 @@ MAX_BLOCK_DEPTH = 64  # blocks used inside blocks
 BYTES = {"float32": 4, "int64": 8}
 BUDGET_NAMES = ("params", "trainable_params", "buffers", "macs", "memory", "receptive_field")
 TENSOR_FACTS = ("channels", "shape", "rank", "numel")
+TENSOR_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div"}  # spec/ops/arithmetic.py
 BUILTINS = {"min": min, "max": max, "abs": abs, "int": int, "round": round, "float": float}
 
 
@@ -371,6 +373,10 @@ class Elaborator:
         return outputs
 
     def _binding(self, stmt: ast.Binding, scope: Scope) -> None:
+        parts = _parts_call(stmt.value)
+        if stmt.more or parts is not None:
+            self._tuple_binding(stmt, parts, scope)
+            return
         if stmt.name in scope.names:
             self._error(codes.DUPLICATE, f"`{stmt.name}` is already defined", stmt.name_span, "defined again",
                         secondary=[(scope.name_spans[stmt.name], "first defined here")]
@@ -387,6 +393,99 @@ class Elaborator:
         scope.names[stmt.name] = value
         if isinstance(value, Tensor):
             scope.tensor_bindings[stmt.name] = stmt.name_span
+
+    def _tuple_binding(self, stmt: ast.Binding, parts: ast.Call | ast.Name | None, scope: Scope) -> None:
+        """``a, b = x -> ... -> split(2)``: the chain before the split runs under the prefix
+        ``a_b.``; part i is a `slice` node named after the i-th name."""
+        names = stmt.names
+        ok = True
+        seen: dict[str, Span] = {}
+        for name, span in names:
+            first = seen.get(name) or scope.name_spans.get(name)
+            if name in seen or name in scope.names:
+                self._error(codes.DUPLICATE, f"`{name}` is already defined", span, "defined again",
+                            secondary=[(first, "first defined here")] if first else ())
+                ok = False
+            seen[name] = span
+        names_span = _cover(names[0][1], names[-1][1])
+        if parts is None:
+            self._error(codes.BAD_EXPR, f"{len(names)} names are bound to one value", names_span,
+                        f"{len(names)} names", secondary=[(stmt.value.span, "one value")],
+                        help="a layer with several outputs ends the chain: `split(k)`, "
+                        "`split([sizes])` or `chunk(n)`")
+            ok = False
+        if not ok:
+            for name, span in names:
+                scope.names.setdefault(name, POISON)
+            return
+        assert parts is not None and isinstance(stmt.value, ast.Chain)
+        for name, span in names:
+            scope.name_spans[name] = span
+            scope.names[name] = POISON  # until the parts exist
+        chain = stmt.value
+        before = ast.Chain(span=chain.span, head=chain.head, layers=chain.layers[:-1]) \
+            if len(chain.layers) > 1 else chain.head
+        inner = scope.child(join(scope.prefix, "_".join(n for n, _ in names)))
+        try:
+            x = self._expr(before, inner, top=True)
+        except Abort:
+            x = POISON
+        if x is not POISON and not isinstance(x, Tensor):
+            self._error(codes.BAD_EXPR, f"only a tensor can flow into a layer, got {self._show(x)}",
+                        chain.head.span)
+            x = POISON
+        values = self._parts(parts, x, names, names_span, scope)
+        for (name, _), value in zip(names, values, strict=True):
+            scope.names[name] = value
+            if isinstance(value, Tensor):
+                scope.tensor_bindings[name] = scope.name_spans[name]
+
+    def _parts(self, node: ast.Call | ast.Name, x: Any, names, names_span: Span, scope: Scope) -> list[Any]:
+        """Bind a split's arguments, compute its parts and make one slice per name."""
+        poison = [POISON] * len(names)
+        kind = node.func if isinstance(node, ast.Call) else node.id
+        cls = MULTI_OUTPUT[kind]
+        args = node.args if isinstance(node, ast.Call) else ()
+        positional = [(self._arg_value(a.value, scope, symbols=True), a) for a in args if a.name is None]
+        keywords = [(self._arg_value(a.value, scope, symbols=True), a) for a in args if a.name is not None]
+        misplaced = positional_after_keyword(args, cls.positional)
+        if misplaced is not None:
+            self.diags.append(misplaced)
+            return poison
+        values, spans, diags = bind_op_args(cls, node.span, positional, keywords)
+        if diags:
+            self.diags.extend(diags)
+            return poison
+        if poisoned_args(values):
+            return poison
+        plain = {k: str(v) if isinstance(v, Symbol) else v for k, v in values.items()}
+        try:
+            layer = cls.model_validate(plain)
+        except ValidationError as exc:
+            self.diags.extend(validation_diagnostics(cls, exc, values, spans, node.span))
+            return poison
+        if x is POISON:
+            return poison
+        try:
+            axis, pieces = layer.pieces(x.type)
+        except ShapeError as exc:
+            self._shape_error(cls, exc, node, [x], [None], spans)
+            return poison
+        if len(pieces) != len(names):
+            sizes = ", ".join(str(b - a) for a, b in pieces)
+            self._error(codes.BAD_EXPR, f"`{kind}` gives {len(pieces)} parts but {len(names)} "
+                        f"name{'s are' if len(names) != 1 else ' is'} bound", names_span,
+                        f"{len(names)} name{'s' if len(names) != 1 else ''}",
+                        secondary=[(node.span, f"{len(pieces)} parts of sizes {sizes}")],
+                        notes=[f"input {x.type}, split along axis {axis}"],
+                        help=f"bind {len(pieces)} names, or ask for {len(names)} part{'s' if len(names) != 1 else ''}")
+            return poison
+        out = []
+        for (name, span), (start, stop) in zip(names, pieces, strict=True):
+            keywords = {key: (value, ast.Arg(node.span, key, node))
+                        for key, value in (("start", start), ("stop", stop), ("axis", axis))}
+            out.append(self._apply(REGISTRY["slice"], node, [x], [None], [], keywords, name, span, scope))
+        return out
 
     # == expressions ===================================================================
     def _expr(self, node: ast.Expr, scope: Scope, top: bool = False) -> Any:
@@ -458,6 +557,10 @@ class Elaborator:
             return POISON
         if node.op == "not":
             return not self._bool(value, node.operand.span)
+        if isinstance(value, Tensor):  # `-x` is `x * -1`
+            arg = ast.Arg(node.span, "scalar", node)
+            return self._apply(REGISTRY["mul"], node, [value], [node.operand], [], {"scalar": (-1.0, arg)},
+                               None, None, scope)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self._error(codes.BAD_EXPR, f"cannot negate {self._show(value)}", node.span)
             raise Abort
@@ -487,13 +590,30 @@ class Elaborator:
         if left is POISON or right is POISON:
             return POISON
         if isinstance(left, Tensor) or isinstance(right, Tensor):
-            if node.op == "+" and isinstance(left, Tensor) and isinstance(right, Tensor):
-                return self._apply(REGISTRY["add"], node, [left, right], [node.left, node.right], {}, {},
-                                   None, None, scope)
-            self._error(codes.BAD_EXPR, f"cannot apply `{node.op}` to {self._show(left)} and {self._show(right)}",
-                        node.op_span, help="tensors support `+` (a residual sum) between two tensors")
-            raise Abort
+            return self._tensor_arith(node, left, right, scope)
         return self._arith(node, left, right)
+
+    def _tensor_arith(self, node: ast.BinOp, left: Any, right: Any, scope: Scope) -> Any:
+        """`a + b`, `x * s`, `x * 0.5`, `1 - x`: an elementwise layer (spec/ops/arithmetic.py)."""
+        kind = TENSOR_OPS.get(node.op)
+        number = next((v for v in (left, right) if not isinstance(v, Tensor)), None)
+        if kind is None or number is not None and (isinstance(number, bool) or not isinstance(number, (int, float))):
+            self._error(codes.BAD_EXPR, f"cannot apply `{node.op}` to {self._show(left)} and {self._show(right)}",
+                        node.op_span, help="tensors take `+`, `-`, `*` and `/` with a tensor or a number")
+            raise Abort
+        if number is None:
+            return self._apply(REGISTRY[kind], node, [left, right], [node.left, node.right], {}, {},
+                               None, None, scope)
+        first = not isinstance(left, Tensor)
+        tensor, number_node = (right, node.left) if first else (left, node.right)
+        if node.op == "/" and number == 0 and not first:
+            self._error(codes.BAD_EXPR, "division by zero", number_node.span, "this is 0")
+            raise Abort
+        keywords = {"scalar": (float(number), ast.Arg(number_node.span, "scalar", number_node))}
+        if first and kind in ("sub", "div"):
+            keywords["scalar_first"] = (True, ast.Arg(number_node.span, "scalar_first", number_node))
+        return self._apply(REGISTRY[kind], node, [tensor], [node.right if first else node.left],
+                           [], keywords, None, None, scope)
 
     def _arith(self, node: ast.BinOp, left: Any, right: Any) -> Any:
         op = node.op
@@ -597,7 +717,9 @@ class Elaborator:
     # == layers ========================================================================
     def _step(self, step: ast.Layer, x: Any, scope: Scope) -> Any:
         layer, label = step.layer, step.label
-        if isinstance(layer, ast.BinOp) and layer.op == "*" and isinstance(layer.left, (ast.Call, ast.Name)):
+        if isinstance(layer, ast.Chain):
+            return self._group(layer, x, label, step.label_span, scope)
+        if isinstance(layer, ast.BinOp) and layer.op == "*" and isinstance(layer.left, (ast.Call, ast.Name, ast.Chain)):
             count = self._expr(layer.right, scope)
             if count is POISON:
                 return POISON
@@ -611,7 +733,10 @@ class Elaborator:
             value: Any = x
             before = len(self.nodes)
             for i in range(count):
-                value = self._layer(layer.left, value, None, None, inner)
+                if isinstance(layer.left, ast.Chain):
+                    value = self._group(layer.left, value, None, None, inner)
+                else:
+                    value = self._layer(layer.left, value, None, None, inner)
                 if value is POISON:
                     return POISON
                 if i == 0 and before + (len(self.nodes) - before) * count > MAX_NODES:
@@ -628,12 +753,35 @@ class Elaborator:
                     help="a step is an op (`relu`, `conv(6, 5)`), a block, or `Block(...) * n`")
         raise Abort
 
+    def _group(self, chain: ast.Chain, x: Any, label: str | None, label_span: Span | None, scope: Scope) -> Any:
+        """``x -> features: (conv(8, 3) -> relu)``: a sub-chain applied as one step; with a
+        label its layers live under ``features.``, as a block call's do."""
+        if chain.output_span is not None:
+            self._error(codes.SYNTAX, "`output` cannot end a group of layers", chain.output_span,
+                        help="end the whole chain with `-> output`, after the `)`")
+            raise Abort
+        inner = scope.child(join(scope.prefix, label)) if label else scope
+        if label:
+            self._claim(inner.prefix, label_span)
+        value = x
+        for step in (ast.Layer(span=chain.head.span, layer=chain.head), *chain.layers):
+            try:
+                value = self._step(step, value, inner)
+            except Abort:
+                value = POISON
+        return value
+
     def _layer(self, node: ast.Call | ast.Name, x: Tensor | None, label, label_span, scope) -> Any:
         name = node.func if isinstance(node, ast.Call) else node.id
         name_span = node.func_span if isinstance(node, ast.Call) else node.span
         args = node.args if isinstance(node, ast.Call) else ()
         op = REGISTRY.get(name)
         definition = self.loaded.definitions.get(name)
+        if name in MULTI_OUTPUT and definition is None:
+            self._error(codes.BAD_EXPR, f"`{name}` gives several values: bind each part to a name",
+                        node.span, "several outputs",
+                        help=f"end a binding with it: `a, b = x -> {name}(2)`")
+            raise Abort
         if op is None and definition is None:
             self._unknown_layer(name, name_span, scope)
         positional, keywords = [], {}
@@ -695,7 +843,7 @@ class Elaborator:
 
     def _unknown_layer(self, name: str, span: Span, scope: Scope) -> None:
         blocks = [d.name for d in self.loaded.definitions.values() if d.kind == "block"]
-        hint = did_you_mean(name, list(REGISTRY) + blocks)
+        hint = did_you_mean(name, list(REGISTRY) + list(MULTI_OUTPUT) + blocks)
         if hint is None and name in scope.names:
             hint = f"`{name}` is a value; values start chains, layers follow `->`"
         self._error(codes.UNKNOWN_OP, f"unknown layer `{name}`", span, "no op or block of this name",
@@ -732,9 +880,8 @@ class Elaborator:
             raise Abort from None
         if any(t is POISON for t in inputs):
             return POISON  # the arguments are valid; the input already failed
-        arity = op.arity
-        if arity is not None and len(inputs) != arity or arity is None and len(inputs) < 2:
-            wanted = "two or more inputs" if arity is None else f"{arity} input"
+        wanted = _inputs_wanted(op, len(inputs))
+        if wanted is not None:
             self._error(codes.BAD_ARG, f"`{op.kind}` takes {wanted}, got {len(inputs)}", call_span)
             raise Abort
         types = [t.type for t in inputs]
@@ -747,6 +894,8 @@ class Elaborator:
         except ShapeError as exc:
             self._shape_error(op, exc, node, inputs, operand_nodes, spans)
             raise Abort from None
+        tied = self._ties(layer, params, spans, call_span, scope)
+        params = {k: v for k, v in params.items() if k not in tied}
         name = self._node_name(scope.prefix, op.kind, label, label_span)
         rf = receptive_field([t.rf for t in inputs], step) if output.rank >= 2 else None
         # an unknown field stays unknown: the largest known field of another input is not it
@@ -757,7 +906,7 @@ class Elaborator:
             rf = None
         ir_node = Node(name=name, op=op.kind, attrs=layer.attrs(), inputs=tuple(t.ref for t in inputs),
                        output=output, params=params, buffers=buffers, macs=macs, receptive_field=rf,
-                       span=call_span)
+                       span=call_span, tied=tied)
         self._limits(ir_node)
         if len(self.nodes) >= MAX_NODES:
             if not self.too_many_nodes:
@@ -767,6 +916,46 @@ class Elaborator:
             raise Abort
         self.nodes.append(ir_node)
         return Tensor(name, output, rf, call_span, unknown)
+
+    def _ties(self, layer: Op, params: dict[str, tuple[int, ...]], spans: dict[str, Span], call_span: Span,
+              scope: Scope) -> dict[str, str]:
+        """Resolve weight tying (`linear(vocab, tie=embed)`): the owner is an earlier layer, named
+        by its module path (`h.embed`) or by the end of it when that is unique (`embed`), with a
+        parameter of the same name and shape. Returns param -> "<owner>.<param>"."""
+        tied = {}
+        for key, owner in layer.ties().items():
+            span = spans.get("tie", call_span)
+            matches = [n for n in self.nodes if n.name == owner or n.name.endswith("." + owner)]
+            exact = [n for n in matches if n.name == owner]
+            if len(matches) > 1 and not exact:
+                self._error(codes.BAD_ARG, f"`{owner}` names {len(matches)} layers", span, "which one?",
+                            notes=[f"layers: {', '.join(n.name for n in matches[:8])}"],
+                            help="give the layer's full module path")
+                raise Abort
+            node = (exact or matches or [None])[0]
+            if node is None:
+                owners = [n.name for n in self.nodes if key in n.params]
+                self._error(codes.UNKNOWN_NAME, f"no earlier layer `{owner}` to tie `{key}` to", span,
+                            "not a layer before this one",
+                            notes=[f"layers with a `{key}`: {', '.join(owners[-8:])}"] if owners else (),
+                            help=did_you_mean(owner, owners + [o.rsplit(".", 1)[-1] for o in owners]) or "label the layer that owns the weight, "
+                            "e.g. `embed: embedding(vocab, dim)`, and tie to its label")
+                raise Abort
+            theirs = node.params.get(key)
+            if theirs is None:
+                self._error(codes.BAD_ARG, f"`{node.name}` ({node.op}) has no parameter `{key}` to share",
+                            span, f"its parameters: {', '.join(node.params) or 'none'}",
+                            secondary=[(node.span, "defined here")])
+                raise Abort
+            if tuple(theirs) != tuple(params[key]):
+                self._error(codes.ARGUMENT_SHAPE, f"a tied `{key}` must have one shape: this layer's is "
+                            f"{list(params[key])}, `{node.name}.{key}` is {list(theirs)}", span,
+                            f"needs {list(params[key])}", secondary=[(node.span, f"{key} {list(theirs)}")],
+                            help="a tied output layer has as many outputs as the embedding has rows, "
+                            "and its input as many features as each row")
+                raise Abort
+            tied[key] = f"{node.name}.{key}"
+        return tied
 
     def _shape_error(self, op, exc: ShapeError, node, inputs, operand_nodes, spans) -> None:
         shapes = ", ".join(str(t.type) for t in inputs)
@@ -965,6 +1154,37 @@ class Elaborator:
 
     def _error(self, code: str, message: str, span: Span | None, label: str = "", **kw) -> None:
         self.diags.append(error(code, message, span, label, **kw))
+
+
+def _cover(first: Span, last: Span) -> Span:
+    """The span from the start of ``first`` to the end of ``last`` (same file)."""
+    return first.model_copy(update={"end": last.end, "end_line": last.end_line, "end_col": last.end_col})
+
+
+def _parts_call(value: ast.Expr) -> ast.Call | ast.Name | None:
+    """The split or chunk that ends a chain, if one does."""
+    if isinstance(value, ast.Chain) and value.layers and value.output_span is None:
+        last = value.layers[-1]
+        layer = last.layer
+        name = layer.func if isinstance(layer, ast.Call) else layer.id if isinstance(layer, ast.Name) else None
+        if name in MULTI_OUTPUT and last.label is None:
+            return layer
+    return None
+
+
+def _inputs_wanted(op: type[Op], given: int) -> str | None:
+    """None when ``given`` tensor inputs suit the op, else how many it takes, in words."""
+    if op.arity is not None:
+        return None if given == op.arity else f"{op.arity} input{'s' if op.arity != 1 else ''}"
+    low, high = op.min_arity, op.max_arity
+    if low <= given and (high is None or given <= high):
+        return None
+    words = {1: "one", 2: "two", 3: "three"}
+    if high is None:
+        return f"{words.get(low, low)} or more inputs"
+    if high == low:
+        return f"{words.get(low, low)} input{'s' if low != 1 else ''}"
+    return f"{words.get(low, low)} to {words.get(high, high)} inputs"
 
 
 def poisoned_args(values: dict[str, Any]) -> bool:

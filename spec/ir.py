@@ -69,6 +69,9 @@ class Node(BaseModel):
     macs: int = 0
     receptive_field: ReceptiveField | None = None  # None: no spatial axes left
     span: Span
+    # weight tying: a parameter this node uses but another owns, param -> "<owner>.<param>";
+    # not in ``params`` (counted once, saved once, one ONNX initializer)
+    tied: dict[str, str] = Field(default_factory=dict)
 
     @property
     def param_count(self) -> int:
@@ -77,6 +80,12 @@ class Node(BaseModel):
     @property
     def buffer_count(self) -> int:
         return sum(math.prod(s) for s in self.buffers.values())
+
+    def state_keys(self) -> dict[str, str]:
+        """Each tensor the op reads (its parameters, buffers and tied parameters) -> the
+        weights-file key holding it."""
+        own = {key: f"{self.name}.{key}" for key in (*self.params, *self.buffers)}
+        return {**own, **self.tied}
 
 
 class GraphInput(BaseModel):

@@ -34,6 +34,16 @@ EXPECTED: dict[str, tuple[str, int, tuple[int, ...]]] = {
     "linreg.nn": ("LinReg", 11, (1,)),
     "digits_cnn.nn": ("DigitsCNN", 30_762, (10,)),
     "knn_digits.nn": ("KNNDigits", 0, (10,)),  # buffers: 1,437 · (64 + 10)
+    "squeezenet1_0.nn": ("SqueezeNet1_0", 1_248_424, (1000,)),  # published (torchvision)
+    "densenet121.nn": ("DenseNet121", 7_978_856, (1000,)),  # published (torchvision)
+    "mobilenet_v2.nn": ("MobileNetV2", 3_504_872, (1000,)),  # published (torchvision)
+    "mobilenet_v3_small.nn": ("MobileNetV3Small", 2_542_856, (1000,)),  # published (torchvision)
+    "efficientnet_b0.nn": ("EfficientNetB0", 5_288_548, (1000,)),  # published (torchvision)
+    "shufflenet_v2.nn": ("ShuffleNetV2", 2_278_604, (1000,)),  # published (torchvision)
+    "convnext_tiny.nn": ("ConvNeXtTiny", 28_589_128, (1000,)),  # published (torchvision)
+    "char_lstm.nn": ("CharLSTM", 102_586, (64, 122)),  # next-character logits per position
+    "vit_b_16.nn": ("ViT_B_16", 86_567_656, (1000,)),  # published (torchvision)
+    "vit_tiny_digits.nn": ("ViTTinyDigits", 136_138, (10,)),
 }
 
 

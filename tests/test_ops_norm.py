@@ -302,12 +302,16 @@ def test_layernorm_default_on_a_map_warns():
     assert w.notes == ("chosen: every feature (dims=all), γ and β of shape [6, 8, 8]",
                        "not each position's 6 channel values alone (ConvNeXt's LayerNorm2d)")
     assert "`layernorm(dims=all)`" in w.help and "`layernorm(1)`" in w.help
+    assert ("`layernorm(dims=channels)` to normalise each position's 6 channel values "
+            "(LayerNorm2d)") in w.help
 
 
 @pytest.mark.parametrize(("body", "shape"), [
     ("x -> layernorm(dims=all) -> output", "[6, 8, 8]"),
     ("x -> layernorm(3) -> output", "[6, 8, 8]"),
     ("x -> layernorm(1) -> output", "[6, 8, 8]"),
+    ("x -> layernorm(dims=channels) -> output", "[6, 8, 8]"),
+    ("x -> layernorm(channels) -> output", "[6, 8]"),
     ("x -> layernorm -> output", "[5, 8]"),
     ("x -> layernorm -> output", "[8]"),
     ("x -> rmsnorm -> output", "[6, 8, 8]"),
@@ -331,3 +335,99 @@ def test_layernorm_argument_errors_are_located(call, code, col, words):
 def test_layernorm_dims_typo_suggests_all():
     (d,) = diagnostics_of("layernorm(dims=al)")
     assert d.help == "did you mean `all`?"
+
+
+# -- layernorm(dims=channels): ConvNeXt's LayerNorm2d ------------------------------------------
+def layernorm2d(x, weight, bias, eps):
+    """torchvision.models.convnext.LayerNorm2d's forward, written out: channels last,
+    F.layer_norm over C, channels first again (here for any rank >= 2)."""
+    import torch.nn.functional as F
+    y = F.layer_norm(x.movedim(1, -1), (x.shape[1],), weight, bias, eps)
+    return y.movedim(-1, 1)
+
+
+def test_layernorm_channels_shapes_and_costs():
+    ln = op("layernorm", dims="channels", eps=1e-6)
+    x = t(96, 14, 14)
+    assert ln.infer([x]) == x and ln.normalized_shape(x) == (96,)
+    assert shapes_of(ln, x) == ({"weight": (96,), "bias": (96,)}, {})
+    assert op("layernorm", dims="channels", affine=False).param_shapes([x]) == {}
+    assert ln.macs([x], x) == 96 * 14 * 14 and ln.receptive_step([x]) is None
+    assert shapes_of(ln, t(5, 7)) == ({"weight": (5,), "bias": (5,)}, {})
+    assert REGISTRY["layernorm"].keeps_own_init and REGISTRY["rmsnorm"].keeps_own_init
+
+
+@pytest.mark.parametrize("shape", [(6, 5, 4), (6, 9), (6, 2, 3, 4)])
+@pytest.mark.parametrize("affine", [True, False])
+def test_layernorm_channels_equals_layernorm2d(shape, affine):
+    import numpy as np
+    torch = pytest.importorskip("torch")
+    from nnspec.compiler.torch_build import instantiate
+
+    ln = op("layernorm", dims="channels", eps=1e-6, affine=affine)
+    x = t(*shape)
+    call = ln.torch_call([x])
+    assert call.cls == "ChannelLayerNorm"
+    module = instantiate(call).double()
+    assert torch_shapes(module) == shapes_of(ln, x)
+    gen = torch.Generator().manual_seed(0)
+    xs = 3 * torch.randn(4, *shape, generator=gen, dtype=torch.float64) + 1
+    weight = bias = None
+    params = {}
+    if affine:
+        assert torch.equal(module.weight, torch.ones(6, dtype=torch.float64))
+        assert torch.equal(module.bias, torch.zeros(6, dtype=torch.float64))
+        weight = torch.rand(6, generator=gen, dtype=torch.float64) + 0.5
+        bias = torch.randn(6, generator=gen, dtype=torch.float64)
+        with torch.no_grad():
+            module.weight.copy_(weight)
+            module.bias.copy_(bias)
+        params = {"weight": weight.numpy(), "bias": bias.numpy()}
+    with torch.no_grad():
+        got = module(xs)
+    torch.testing.assert_close(got, layernorm2d(xs, weight, bias, 1e-6), rtol=0, atol=0)
+    ref = ln.reference([xs.numpy()], params)
+    np.testing.assert_allclose(got.numpy(), ref, rtol=1e-12, atol=1e-13)
+    # each position's C values: mean 0 and biased variance 1 (before γ, β)
+    plain = op("layernorm", dims="channels", eps=1e-6, affine=False).reference([xs.numpy()], {})
+    np.testing.assert_allclose(plain.mean(axis=1), 0, atol=1e-13)
+    var = xs.numpy().var(axis=1)
+    np.testing.assert_allclose(plain.var(axis=1), var / (var + 1e-6), rtol=1e-12)
+
+
+def test_layernorm_channels_known_values_and_onnx():
+    import numpy as np
+    # positions (c values): [1, 3] (μ 2, σ² 1) and [-2, 2] (μ 0, σ² 4); γ = [2, 1], β = [0, 1]
+    x = np.array([[[1.0, -2.0], [3.0, 2.0]]])  # [N=1, C=2, L=2]
+    eps = 1e-5
+    a, b = 1 / np.sqrt(1 + eps), 2 / np.sqrt(4 + eps)
+    want = np.array([[[2 * -a, 2 * -b], [a + 1, b + 1]]])
+    params = {"weight": np.array([2.0, 1.0]), "bias": np.array([0.0, 1.0])}
+    ln = op("layernorm", dims="channels")
+    np.testing.assert_allclose(ln.reference([x], params), want, rtol=1e-14)
+    y, kinds = onnx_run("layernorm", {"dims": "channels"}, x, params)
+    np.testing.assert_allclose(y, want, rtol=1e-6)
+    assert kinds == ["Transpose", "LayerNormalization", "Transpose"]
+    y, kinds = onnx_run("layernorm", {"dims": "channels", "affine": False},
+                        np.tile(x[..., None], (2, 1, 1, 3)), {})
+    plain = np.array([[[-a, -b], [a, b]]])  # x̂ alone; on [C, H, W] each (h, w) the same
+    np.testing.assert_allclose(y, np.tile(plain[..., None], (2, 1, 1, 3)), rtol=1e-6)
+    assert kinds == ["Transpose", "LayerNormalization", "Transpose"]
+
+
+def test_layernorm_channels_on_a_vector_is_a_located_error():
+    (d,) = diagnostics_of("layernorm(dims=channels)", "[8]")
+    assert d.code == codes.RANK
+    assert d.message == ("layernorm(dims=channels) normalises the C channel values at each "
+                         "position of a [C, *spatial] map (rank 2 or more), got [8] of rank 1")
+    # the caret is under `channels`: `    x -> layernorm(dims=` ends at column 24
+    assert (d.span.line, d.span.col, d.span.end_col) == (3, 25, 33)
+    assert d.help == "use `layernorm` to normalise the 8 features together (`layernorm(dims=all)`)"
+    (d,) = diagnostics_of("layernorm(channels)", "[8]")
+    assert d.code == codes.RANK and (d.span.col, d.span.end_col) == (20, 28)
+
+
+def test_layernorm_channels_typo_and_expected_values():
+    (d,) = diagnostics_of("layernorm(dims=channel)", "[6, 8, 8]")
+    assert d.code == codes.BAD_ARG and d.help == "did you mean `channels`?"
+    assert d.labels[0].message == "expected an integer, `all` or `channels`"

@@ -17,8 +17,8 @@ def node_params(graph: Graph, weights: Mapping[str, np.ndarray]) -> dict[str, di
     out = {}
     for node in graph.nodes:
         params = {}
-        for key in (*node.params, *node.buffers):
-            array = np.asarray(weights[f"{node.name}.{key}"])
+        for key, full in node.state_keys().items():
+            array = np.asarray(weights[full])
             if np.issubdtype(array.dtype, np.floating):
                 params[key] = array.astype(np.float64)
         out[node.name] = params

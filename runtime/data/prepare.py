@@ -38,6 +38,7 @@ class PreparedData:
     num_classes: int | None
     class_names: tuple[str, ...] | None
     description: str
+    vocab: tuple[str, ...] | None = None  # text: the characters, id k the k-th (vocab.json)
 
 
 def load_dataset(recipe: Recipe, base_dir: Path | None, override: Dataset | None = None) -> Dataset:
@@ -92,7 +93,10 @@ def prepare(recipe: Recipe, graph: Graph, dataset: Dataset, splits: Splits | Non
         except ValueError as exc:
             raise DataError(str(exc), "augment") from None
     check_sample_shape(_as_seen(dataset, seen_shape), model_input.type.shape, location=recipe.data.kind)
-    if classify and recipe.target == "labels":
+    tokens = is_text(recipe, dataset)
+    if tokens:
+        check_text(recipe, graph, dataset)
+    elif classify and recipe.target == "labels":
         classes = graph.outputs[0].type.shape[0] if recipe.loss not in ("bce", "bce_logits") else 2
         check_labels(dataset.y, classes, location=recipe.data.kind)
         # named by the data itself: with `--data` it is not the recipe's data line
@@ -109,9 +113,12 @@ def prepare(recipe: Recipe, graph: Graph, dataset: Dataset, splits: Splits | Non
         y = x.copy()
     else:
         y = dataset.y
-    x_t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    if model_input.type.dtype == "int64":
-        x_t = x_t.long()
+    if model_input.type.dtype == "int64" and x.dtype.kind in "iu":
+        x_t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.int64))  # token ids, exact
+    else:
+        x_t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        if model_input.type.dtype == "int64":
+            x_t = x_t.long()
     y_t = torch.from_numpy(np.ascontiguousarray(y))
     if not classify or recipe.target == "input":
         y_t = y_t.float()
@@ -121,8 +128,32 @@ def prepare(recipe: Recipe, graph: Graph, dataset: Dataset, splits: Splits | Non
         train=(x_t[train_idx], y_t[train_idx]), val=(x_t[val_idx], y_t[val_idx]),
         test=(x_t[test_idx], y_t[test_idx]), augment=pipeline, normalizer=normalizer,
         num_classes=dataset.num_classes if classify else None,
-        class_names=dataset.classes, description=description,
+        class_names=None if tokens else dataset.classes, description=description,
+        vocab=dataset.classes if tokens else None,
     )
+
+
+def is_text(recipe: Recipe, dataset: Dataset) -> bool:
+    """Next-token samples: a `text` source's windows, targets int64 [N, context]."""
+    return recipe.data.kind == "text" and dataset.y.ndim == 2
+
+
+def check_text(recipe: Recipe, graph: Graph, dataset: Dataset) -> None:
+    """The model reads int64 ids [context] and scores [context, vocab] (the data's)."""
+    inp, out = graph.inputs[0], graph.outputs[0]
+    context, vocab = dataset.sample_shape[0], len(dataset.classes or ())
+    where = f"{dataset.name} ({vocab} characters)"
+    if inp.type.dtype != "int64":
+        raise DataError(f"text gives token ids int[{context}], but the model input `{inp.name}` is "
+                        f"{inp.type}", where, f"declare `input {inp.name}: int[{context}]`")
+    if out.type.shape != (context, vocab):
+        raise DataError(f"text scores the next character at each of {context} positions, "
+                        f"[{context}, {vocab}], but the model outputs {out.type}", where,
+                        f"a vocabulary of {vocab} characters: end the model with "
+                        f"`linear({vocab})` on every position")
+    if recipe.loss not in ("cross_entropy", "nll"):
+        raise DataError(f"text trains next-token prediction with cross_entropy (or nll), not "
+                        f"{recipe.loss}", where)
 
 
 def _normalise(recipe: Recipe, dataset: Dataset) -> bool:
@@ -140,4 +171,5 @@ def _as_seen(dataset: Dataset, shape: tuple[int, ...]) -> Dataset:
                    classes=dataset.classes, name=dataset.name)
 
 
-__all__ = ["PreparedData", "fold_splits", "load_dataset", "prepare", "split_of"]
+__all__ = ["PreparedData", "check_text", "fold_splits", "is_text", "load_dataset", "prepare",
+           "split_of"]

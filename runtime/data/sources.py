@@ -573,8 +573,32 @@ def load_images(folder: PathLike, size: int | tuple[int, int] | None = None,
                    tuple(p.name for p in class_dirs), root.name)
 
 
+def load_text(path: PathLike, context: int, stride: int | None = None) -> Dataset:
+    """Characters of a UTF-8 file as next-token samples (spec/recipe/textdata.py): the
+    vocabulary is the sorted set of its characters (``classes``, id k the k-th), sample j is
+    x = ids[i : i + context] with targets y = ids[i + 1 : i + context + 1], both int64
+    [context], for i = j·stride (stride defaults to context: windows that do not overlap)."""
+    from nnspec.spec.recipe.textdata import TextDataError, check_length, decode, vocabulary
+
+    name = str(path)
+    for key, value in (("context", context), ("stride", context if stride is None else stride)):
+        _positive_int("text", key, value)
+    stride = context if stride is None else stride
+    try:
+        text = decode(_open_bytes(path), name)
+        check_length(len(text), context, name)
+    except TextDataError as exc:
+        raise DataError(exc.message, exc.location, exc.help) from None
+    vocab = vocabulary(text)
+    lookup = {c: k for k, c in enumerate(vocab)}
+    ids = np.fromiter((lookup[c] for c in text), np.int64, len(text))
+    starts = np.arange(0, len(text) - context, stride)  # i + context + 1 <= n
+    window = starts[:, None] + np.arange(context)[None, :]
+    return Dataset(ids[window], ids[window + 1], "classification", vocab, Path(path).name)
+
+
 LOADERS: dict[str, Callable[..., Dataset]] = {
-    "csv": load_csv, "npz": load_npz, "idx": load_idx, "images": load_images,
+    "csv": load_csv, "npz": load_npz, "idx": load_idx, "images": load_images, "text": load_text,
 }
 _PATH_ARGS = DATA_PATHS
 

@@ -57,4 +57,6 @@ def open_run_directory(loaded: Loaded, graph: Graph, recipe: Recipe, data: Prepa
         ckpt.write_text(directory / "normalizer.json", json.dumps(data.normalizer) + "\n")
     if data.class_names is not None:
         ckpt.write_text(directory / "classes.json", json.dumps(list(data.class_names)) + "\n")
+    if data.vocab is not None:  # text: id k is the k-th character (runtime/inference/generate.py)
+        ckpt.write_text(directory / "vocab.json", json.dumps(list(data.vocab)) + "\n")
     return directory

@@ -52,13 +52,15 @@ def initialise(
 ) -> dict[str, str]:
     """Initialise each node's parameters by its op kind; return {node: scheme} as applied.
 
-    Weights are the parameters whose name ends in `weight` (or `weight_ih_l0`...); norm
-    layers keep their γ = 1, β = 0, which is what every scheme of the course assumes.
+    Weights are the parameters whose name ends in `weight` (or `weight_ih_l0`...). An op
+    whose class sets `keeps_own_init` keeps its module's values under every scheme: norm
+    layers their γ = 1, β = 0, which is what every scheme of the course assumes, and
+    layer_scale its constant `init` (1e-6), which a fan-in scheme would overwrite.
     """
     applied: dict[str, str] = {}
     per_kind = per_kind or {}
     for node in graph.nodes:
-        if not node.params or REGISTRY[node.op].family == "norm":  # every norm, rmsnorm too
+        if not node.params or REGISTRY[node.op].keeps_own_init:  # the norms, layer_scale
             continue
         scheme, args = per_kind.get(node.op, default or ("default", {}))
         if scheme == "default":

@@ -39,14 +39,25 @@ def bce_logits(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(output, _like(target, output))
 
 
+def _per_token(output: torch.Tensor, target: torch.Tensor) -> bool:
+    """Next-token scores [B, T, V] (the class axis last) for labels [B, T]: a `text` run. The
+    recipe checks allow no other output of rank 2 (batch excluded) under cross_entropy/nll."""
+    return output.dim() == 3 and target.dim() == 2
+
+
 def cross_entropy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """CE = -mean log softmax(z)_y, with the max subtracted inside the softmax for stability;
-    per pixel for scores [B, C, H, W] and labels [B, H, W] (the mean over B·H·W pixels)."""
+    per pixel for scores [B, C, H, W] and labels [B, H, W] (the mean over B·H·W pixels);
+    per token for scores [B, T, V] and labels [B, T] (the mean over B·T positions)."""
+    if _per_token(output, target):
+        return F.cross_entropy(output.reshape(-1, output.shape[-1]), target.reshape(-1).long())
     return F.cross_entropy(output, target.long())
 
 
 def nll(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """NLL = -mean output_y on log-probabilities (after log_softmax)."""
+    """NLL = -mean output_y on log-probabilities (after log_softmax); per token as CE."""
+    if _per_token(output, target):
+        return F.nll_loss(output.reshape(-1, output.shape[-1]), target.reshape(-1).long())
     return F.nll_loss(output, target.long())
 
 
@@ -69,12 +80,27 @@ def predictions(output: torch.Tensor, loss: str) -> torch.Tensor:
         # per pixel: the one channel; per sample: the first (only) value
         score = output[:, 0] if output.dim() > 2 else output.reshape(output.shape[0], -1)[:, 0]
         return (score >= threshold).long()
+    if output.dim() == 3:  # next-token scores [B, T, V]: [B, T]
+        return output.argmax(dim=-1)
     return output.argmax(dim=1)
 
 
 def num_classes(output: torch.Tensor, loss: str) -> int:
-    """Classes a classification output tells apart: 2 for bce, else the score axis C."""
-    return 2 if loss in ("bce", "bce_logits") else int(output.shape[1])
+    """Classes a classification output tells apart: 2 for bce, else the score axis C (V of
+    next-token scores [B, T, V])."""
+    if loss in ("bce", "bce_logits"):
+        return 2
+    return int(output.shape[-1] if output.dim() == 3 else output.shape[1])
+
+
+def token_log_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Σ −log softmax(z)_y over every predicted element (sample, pixel or token), in float64:
+    the numerator of perplexity. Log-probabilities (nll) are renormalised, which leaves
+    them unchanged."""
+    scores = output.double()
+    if _per_token(output, target):
+        scores, target = scores.reshape(-1, scores.shape[-1]), target.reshape(-1)
+    return F.cross_entropy(scores, target.long(), reduction="sum")
 
 
 IOU_COUNTS = ("predicted", "true", "intersection")  # the rows of MetricSums' iou table
@@ -124,6 +150,10 @@ class MetricSums:
         if "iou" in self.metrics:
             self._count_classes(predicted.reshape(-1), target.reshape(-1).long(),
                                 num_classes(out, self.loss_name))
+        if "perplexity" in self.metrics:
+            self._add("token_log_loss", token_log_loss(out, target))
+            self._add("tokens", torch.tensor(float(target.numel()), dtype=torch.float64,
+                                             device=out.device))
         if "mae" in self.metrics or "mse" in self.metrics:
             diff = out.float() - _like(target, out).float()
             self._add("abs_error", diff.abs().sum())
@@ -168,6 +198,10 @@ class MetricSums:
         for metric, key in (("accuracy", "correct"), ("mae", "abs_error"), ("mse", "sq_error")):
             if metric in self.metrics:
                 out[f"{prefix}{metric}"] = float(self.sums.get(key, torch.zeros(()))) / denominator
+        if "perplexity" in self.metrics:  # exp of the mean per-token cross-entropy
+            tokens = float(self.sums.get("tokens", torch.zeros(())))
+            mean = float(self.sums.get("token_log_loss", torch.zeros(()))) / max(tokens, 1.0)
+            out[f"{prefix}perplexity"] = math.exp(mean) if tokens else math.nan
         if "iou" in self.metrics:
             present = [v for v in self.iou() if not math.isnan(v)]
             out[f"{prefix}iou"] = sum(present) / len(present) if present else math.nan

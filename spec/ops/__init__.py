@@ -2,6 +2,8 @@
 
 from . import (
     activation,  # noqa: F401
+    arithmetic,  # noqa: F401
+    attention,  # noqa: F401
     axes,  # noqa: F401
     conv,  # noqa: F401  (importing a family registers its ops)
     linear,  # noqa: F401
@@ -10,7 +12,9 @@ from . import (
     pool,  # noqa: F401
     recurrent,  # noqa: F401
     regularization,  # noqa: F401
+    scale,  # noqa: F401
     shape,  # noqa: F401
+    tokens,  # noqa: F401
 )
 from .base import (
     GLOBAL,

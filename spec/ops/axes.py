@@ -14,7 +14,9 @@ from there on (as after a `reshape` that changes the shape).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
+
+from pydantic import Field
 
 from .. import codes
 from ..ir import TensorType
@@ -284,3 +286,146 @@ class ChannelShuffle(Op):
         perm = [0, 2, 1, *range(3, x.rank + 2)]
         swapped = g.node("Transpose", [grouped], perm=perm)
         return g.reshape(swapped, [0, *x.shape])
+
+
+@register
+class Slice(Op):
+    """A contiguous part of one axis: out = x[..., start:stop, ...] along `axis`.
+
+    `start` and `stop` count from 0 (stop exclusive, as Python slices; negative from the
+    end); `axis` as for transpose (a number or a name). `a, b = x -> split(2)` and `chunk(n)`
+    elaborate to one slice per part.
+
+    Shape: the axis becomes stop - start; the others are kept.
+    Params: none.
+    MACs: 0.
+    """
+
+    kind: ClassVar[str] = "slice"
+    family: ClassVar[str] = "axes"
+    positional: ClassVar[tuple[str, ...]] = ("start", "stop")
+    samples = (
+        sample({"start": 1, "stop": 3}, (4, 3, 3), note="channels 1 and 2"),
+        sample({"start": 0, "stop": 2, "axis": "width"}, (2, 3, 5), note="a named axis"),
+        sample({"start": -3, "stop": -1, "axis": -1}, (2, 6), note="negative bounds"),
+    )
+    bad_samples = (
+        BadSample(call="slice(2, 2)", inputs=((4, 3, 3),), code=codes.ARGUMENT_SHAPE),
+        BadSample(call="slice(0, 9)", inputs=((4, 3, 3),), code=codes.ARGUMENT_SHAPE),
+        BadSample(call="slice(0, 1, axis=height)", inputs=((4, 3),), code=codes.ARGUMENT_SHAPE),
+    )
+
+    start: int
+    stop: int
+    axis: Axis = 0
+
+    def bounds(self, x: TensorType) -> tuple[int, int, int]:
+        """(axis, start, stop) with the axis resolved and both bounds in [0, size]."""
+        _check_rank(self.kind, x)
+        axis = resolve_axis(self.axis, x.rank, self.kind, "axis")
+        size = x.shape[axis]
+        start = self.start + size if self.start < 0 else self.start
+        stop = self.stop + size if self.stop < 0 else self.stop
+        if not 0 <= start < stop <= size:
+            raise ShapeError(
+                codes.ARGUMENT_SHAPE,
+                f"slice({self.start}, {self.stop}) is empty or outside an axis of size {size}",
+                notes=[f"input {x}; axis {axis} has positions 0 to {size - 1}; "
+                       f"the slice takes {start} up to {stop} (exclusive)"],
+                help=f"give 0 <= start < stop <= {size}",
+                arg="stop" if 0 <= start < size else "start",
+            )
+        return axis, start, stop
+
+    def infer(self, inputs: Sequence[TensorType]) -> TensorType:
+        (x,) = inputs
+        axis, start, stop = self.bounds(x)
+        return TensorType(shape=(*x.shape[:axis], stop - start, *x.shape[axis + 1:]), dtype=x.dtype)
+
+    def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
+        axis, start, stop = self.bounds(inputs[0])
+        return TorchCall("Narrow", {"dim": axis + 1, "start": start, "length": stop - start})
+
+    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        (x,) = inputs
+        axis, start, stop = self.bounds(TensorType(shape=x.shape[1:]))
+        index = [slice(None)] * x.ndim
+        index[axis + 1] = slice(start, stop)
+        return x[tuple(index)].copy()
+
+    def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
+                params: dict[str, np.ndarray]) -> str:
+        """ONNX Slice with starts, ends and axes (the batch axis counted)."""
+        axis, start, stop = self.bounds(types[0])
+        return g.node("Slice", [inputs[0], g.ints([start]), g.ints([stop]), g.ints([axis + 1])])
+
+
+class _Parts(Op):
+    """A layer with several outputs: `a, b = x -> split(2)`. Not a node of the graph: the
+    elaborator binds its arguments like an op's and makes one `slice` per part."""
+
+    family: ClassVar[str] = "axes"
+    axis: Axis = 0
+
+    def pieces(self, x: TensorType) -> tuple[int, list[tuple[int, int]]]:
+        """The resolved axis and each part's (start, stop)."""
+        raise NotImplementedError
+
+
+class Split(_Parts):
+    """`split(k)`: k equal parts of one axis (channels by default); `split([16, 48])`: parts
+    of those sizes, which must add up to the axis.
+
+    Shape: [C, *] -> k tensors [C/k, *] (or [s_i, *] for sizes s_i).
+    """
+
+    kind: ClassVar[str] = "split"
+    positional: ClassVar[tuple[str, ...]] = ("parts",)
+
+    parts: Annotated[int, Field(gt=0)] | tuple[Annotated[int, Field(gt=0)], ...]
+
+    def pieces(self, x: TensorType) -> tuple[int, list[tuple[int, int]]]:
+        _check_rank(self.kind, x)
+        axis = resolve_axis(self.axis, x.rank, self.kind, "axis")
+        size = x.shape[axis]
+        if isinstance(self.parts, int):
+            check_divisible(size, self.parts, f"axis {axis} of {x}", "the number of parts", arg="parts")
+            sizes = [size // self.parts] * self.parts
+        else:
+            sizes = list(self.parts)
+            if sum(sizes) != size:
+                raise ShapeError(
+                    codes.ARGUMENT_SHAPE,
+                    f"split sizes add up to {sum(sizes)}, but axis {axis} of {x} has {size}",
+                    notes=[f"{' + '.join(map(str, sizes))} = {sum(sizes)}"],
+                    help=f"give sizes that add up to {size}"
+                    + (f", e.g. [{', '.join(map(str, sizes[:-1]))}, {size - sum(sizes[:-1])}]"
+                       if len(sizes) > 1 and size > sum(sizes[:-1]) else ""),
+                    arg="parts",
+                )
+        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        return axis, [(a, a + s) for a, s in zip(starts, sizes, strict=True)]
+
+
+class Chunk(_Parts):
+    """`chunk(n)`: torch.chunk's parts of one axis: ⌈N/n⌉ positions each, the last part
+    smaller, so there may be fewer than n parts (⌈N/⌈N/n⌉⌉).
+
+    Shape: [N, *] -> parts [⌈N/n⌉, *], ..., [N - (k-1)·⌈N/n⌉, *].
+    """
+
+    kind: ClassVar[str] = "chunk"
+    positional: ClassVar[tuple[str, ...]] = ("n",)
+
+    n: Annotated[int, Field(gt=0)]
+
+    def pieces(self, x: TensorType) -> tuple[int, list[tuple[int, int]]]:
+        _check_rank(self.kind, x)
+        axis = resolve_axis(self.axis, x.rank, self.kind, "axis")
+        size = x.shape[axis]
+        each = -(-size // self.n)
+        return axis, [(a, min(a + each, size)) for a in range(0, size, each)]
+
+
+MULTI_OUTPUT: dict[str, type[_Parts]] = {"split": Split, "chunk": Chunk}

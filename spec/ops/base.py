@@ -162,7 +162,11 @@ class Op(BaseModel):
     family: ClassVar[str] = ""
     aliases: ClassVar[tuple[str, ...]] = ()
     positional: ClassVar[tuple[str, ...]] = ()
-    arity: ClassVar[int | None] = 1  # number of tensor inputs; None: two or more
+    arity: ClassVar[int | None] = 1  # number of tensor inputs; None: several, see below
+    # with arity None: how many tensor inputs the op takes (max None: any number); the tensors
+    # come as positional arguments (`concat(a, b)`), after the one piped in by `->` if any
+    min_arity: ClassVar[int] = 2
+    max_arity: ClassVar[int | None] = None
     spatial_rank: ClassVar[int | None] = None  # fixed number of spatial axes, if any
     shown_defaults: ClassVar[dict[str, str]] = {}  # how a signature shows a derived default
     samples: ClassVar[tuple[Sample, ...]] = ()  # what verify/ runs; every op needs one
@@ -170,6 +174,9 @@ class Op(BaseModel):
     # False: the output is piecewise constant in the input (a vote), so the sweep's gradient
     # check has nothing to compare (autograd has no path, differences are 0 or a jump)
     differentiable: ClassVar[bool] = True
+    # True: a recipe's `init` schemes leave the op's parameters as its module made them (the
+    # norms' γ = 1, β = 0; layer_scale's constant), which is what those schemes assume
+    keeps_own_init: ClassVar[bool] = False
 
     # -- the rules --------------------------------------------------------------------
     def infer(self, inputs: Sequence[TensorType]) -> TensorType:
@@ -183,6 +190,11 @@ class Op(BaseModel):
 
     def macs(self, inputs: Sequence[TensorType], output: TensorType) -> int:
         return 0
+
+    def ties(self) -> dict[str, str]:
+        """Weight tying: param -> the layer (module path) whose parameter of that name this
+        one uses instead of its own (same shape; the elaborator checks and resolves it)."""
+        return {}
 
     def receptive_step(self, inputs: Sequence[TensorType]) -> WindowStep | Literal["global"] | None:
         """None: the op keeps each position's receptive field (elementwise, channel-wise)."""

@@ -59,6 +59,10 @@ class Linear(Op):
 
     features: int = Field(gt=0)
     bias: bool = True
+    tie: str | None = None  # `linear(vocab, tie=embed)`: use that layer's weight
+
+    def ties(self) -> dict[str, str]:
+        return {"weight": self.tie} if self.tie else {}
 
     def infer(self, inputs: Sequence[TensorType]) -> TensorType:
         (x,) = inputs
@@ -85,6 +89,10 @@ class Linear(Op):
 
     def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
         (x,) = inputs
+        if self.tie:
+            return TorchCall("TiedLinear", {
+                "in_features": x.shape[-1], "out_features": self.features, "bias": self.bias,
+            })
         return TorchCall("nn.Linear", {
             "in_features": x.shape[-1], "out_features": self.features, "bias": self.bias,
         })

@@ -1,5 +1,8 @@
 """Normalisations: batchnorm, layernorm, instancenorm, groupnorm, rmsnorm.
 
+Every op here keeps its own initialisation (γ = 1, β = 0) under a recipe's `init` schemes
+(`keeps_own_init`).
+
 The first four compute x̂ = (x - μ) / √(σ² + ε) over their own set of elements (σ² biased,
 divisor n), then y = γ·x̂ + β when `affine`. They differ only in which elements share μ and
 σ². rmsnorm does not centre: y = γ ⊙ x / √(mean(x²) + ε) over the last axis.
@@ -31,6 +34,7 @@ class _Norm(Op):
     """Shared by normalisations: eps, affine γ/β per channel, numel MACs, shape kept."""
 
     family: ClassVar[str] = "norm"
+    keeps_own_init: ClassVar[bool] = True
     ranks: ClassVar[tuple[int, ...]] = (2, 3)
     layouts: ClassVar[str] = "[C, L] or [C, H, W]"
 
@@ -142,16 +146,21 @@ class BatchNorm(_Norm):
 
 @register
 class LayerNorm(_Norm):
-    """Layer normalisation (Ba et al. 2016): per sample, over its last `dims` axes.
+    """Layer normalisation (Ba et al. 2016): per sample, over its last `dims` axes, or per
+    position over the channel axis (`dims=channels`, ConvNeXt's LayerNorm2d).
 
     μ, σ² = mean and biased variance of each sample over the last `dims` axes (all its
     features for `dims=all`, the default); y = γ ⊙ (x - μ) / √(σ² + ε) + β, the same in
     train and eval (no running statistics). On a [C, H, W] map the default normalises all
-    C·H·W values together, not each position's C values (ConvNeXt's LayerNorm2d): lint
-    warns (W0003) when `dims` is left out there, and `dims=all` says it on purpose.
+    C·H·W values together, not each position's C values: lint warns (W0003) when `dims` is
+    left out there, and `dims=all` says it on purpose.
+    `dims=channels` on [C, *spatial] (rank 2 or more): μ_p, σ²_p = mean and biased variance
+    of the C values x[:, p] at each position p; y[c, p] = γ_c·(x[c, p] - μ_p) / √(σ²_p + ε)
+    + β_c (torchvision's LayerNorm2d: the channel axis moved last, then LayerNorm over it).
 
-    Shape: [*] unchanged; normalised shape = the last `dims` axes of the input.
-    Params: weight γ, bias β (when affine), each of the normalised shape.
+    Shape: [*] unchanged; normalised shape = the last `dims` axes of the input, or [C] with
+    `dims=channels` (which needs rank >= 2).
+    Params: weight γ, bias β (when affine), each of the normalised shape ([C] for channels).
     MACs: numel (see the module docstring).
     """
 
@@ -159,8 +168,9 @@ class LayerNorm(_Norm):
     positional: ClassVar[tuple[str, ...]] = ("dims",)
     shown_defaults: ClassVar[dict[str, str]] = {"dims": "all"}
 
-    # None: left out (every feature, and lint warns on a [C, H, W] map); "all": said so
-    dims: Annotated[int, Field(gt=0)] | Literal["all"] | None = None
+    # None: left out (every feature, and lint warns on a [C, H, W] map); "all": said so;
+    # "channels": each position's C values (LayerNorm2d)
+    dims: Annotated[int, Field(gt=0)] | Literal["all", "channels"] | None = None
 
     samples = (
         sample({}, (3, 4, 4), note="every feature of the sample"),
@@ -168,16 +178,27 @@ class LayerNorm(_Norm):
         sample({"dims": 2, "affine": False}, (3, 4, 4), note="ONNX: constant scale and bias"),
         sample({"affine": False}, (7,)),
         sample({"dims": "all"}, (2, 3, 4), note="every feature, said explicitly"),
+        sample({"dims": "channels", "eps": 1e-6}, (4, 3, 5),
+               note="LayerNorm2d: ONNX Transpose, LayerNormalization over C, Transpose"),
+        sample({"dims": "channels"}, (3, 6), note="per position of [C, L]"),
+        sample({"dims": "channels", "affine": False}, (5, 2, 3),
+               note="ONNX: constant scale and bias of shape [C]"),
+        sample({"dims": "channels"}, (3, 2, 2, 3), note="per position of [C, D, H, W]"),
     )
     bad_samples = (
         BadSample(call="layernorm(4)", inputs=((6, 8, 8),), code=codes.BAD_ARG),
         BadSample(call="layernorm(eps=-1)", inputs=((6, 8, 8),), code=codes.BAD_ARG),
         BadSample(call="layernorm(dims=al)", inputs=((6, 8, 8),), code=codes.BAD_ARG),
         BadSample(call="layernorm(0)", inputs=((6, 8, 8),), code=codes.BAD_ARG),
+        BadSample(call="layernorm(dims=channels)", inputs=((8,),), code=codes.RANK),
+        BadSample(call="layernorm(dims=channel)", inputs=((6, 8, 8),), code=codes.BAD_ARG),
     )
 
     def normalized_shape(self, x: TensorType) -> tuple[int, ...]:
-        """The trailing axes normalised together (torch's `normalized_shape`)."""
+        """The axes normalised together: the trailing ones (torch's `normalized_shape`), or
+        the channel axis alone ([C]) for `dims=channels`."""
+        if self.dims == "channels":
+            return x.shape[:1]
         return x.shape if not isinstance(self.dims, int) else x.shape[x.rank - self.dims :]
 
     def infer(self, inputs: Sequence[TensorType]) -> TensorType:
@@ -187,6 +208,16 @@ class LayerNorm(_Norm):
                 codes.RANK,
                 f"layernorm expects an input of rank at least 1 ([F] or [*, F]), got rank {x.rank}",
                 help="the batch dimension is implicit; there are no features to normalise",
+            )
+        if self.dims == "channels" and x.rank < 2:
+            raise ShapeError(
+                codes.RANK,
+                f"layernorm(dims=channels) normalises the C channel values at each position of "
+                f"a [C, *spatial] map (rank 2 or more), got {x} of rank {x.rank}",
+                notes=[f"{x} has one axis: no positions, so no per-position channel values"],
+                help=f"use `layernorm` to normalise the {x.shape[0]} features together "
+                     "(`layernorm(dims=all)`)",
+                arg="dims",
             )
         if isinstance(self.dims, int) and self.dims > x.rank:
             raise ShapeError(
@@ -203,6 +234,10 @@ class LayerNorm(_Norm):
         return {"weight": shape, "bias": shape} if self.affine else {}
 
     def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
+        if self.dims == "channels":
+            return TorchCall("ChannelLayerNorm", {
+                "channels": inputs[0].shape[0], "eps": self.eps, "affine": self.affine,
+            })
         return TorchCall("nn.LayerNorm", {
             "normalized_shape": self.normalized_shape(inputs[0]), "eps": self.eps,
             "elementwise_affine": self.affine,
@@ -210,17 +245,27 @@ class LayerNorm(_Norm):
 
     def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
                 params: dict[str, np.ndarray]) -> str:
-        """ONNX LayerNormalization (opset 17) over the axes from -len(normalized shape) on."""
+        """ONNX LayerNormalization (opset 17) over the axes from -len(normalized shape) on;
+        `dims=channels`: Transpose the channel axis last, LayerNormalization(axis=-1) with γ,
+        β of shape [C], Transpose back (perm [0, 2, ..., r, 1], then [0, r, 1, ..., r - 1])."""
         shape = self.normalized_shape(types[0])
         scale, bias = self._affine(g, name, params, shape)
-        return g.node("LayerNormalization", [inputs[0], scale, bias], axis=-len(shape),
-                      epsilon=self.eps)
+        if self.dims != "channels":
+            return g.node("LayerNormalization", [inputs[0], scale, bias], axis=-len(shape),
+                          epsilon=self.eps)
+        r = types[0].rank  # the last axis of [N, C, *spatial] is r
+        last = g.node("Transpose", [inputs[0]], perm=[0, *range(2, r + 1), 1])
+        y = g.node("LayerNormalization", [last, scale, bias], axis=-1, epsilon=self.eps)
+        return g.node("Transpose", [y], perm=[0, r, *range(1, r)])
 
     def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
                   ) -> np.ndarray:
-        """y = γ ⊙ (x - μ) / √(σ² + ε) + β, μ and σ² per sample over the last `dims` axes."""
+        """y = γ ⊙ (x - μ) / √(σ² + ε) + β, μ and σ² per sample over the last `dims` axes;
+        `dims=channels`: μ, σ² over the channel axis (axis 1) at each position, γ_c, β_c."""
         import numpy as np
         x = np.asarray(inputs[0], np.float64)
+        if self.dims == "channels":
+            return self._per_channel(self._normalise(x, (1,)), params)
         dims = x.ndim - 1 if not isinstance(self.dims, int) else self.dims
         y = self._normalise(x, tuple(range(x.ndim - dims, x.ndim)))
         return y * params["weight"] + params["bias"] if self.affine else y
@@ -349,6 +394,7 @@ class RMSNorm(Op):
 
     kind: ClassVar[str] = "rmsnorm"
     family: ClassVar[str] = "norm"
+    keeps_own_init: ClassVar[bool] = True
 
     eps: float = Field(default=1e-6, gt=0)
     affine: bool = True

@@ -1,6 +1,7 @@
-"""Regularisation layers: dropout (elements) and dropout2d (whole channels).
+"""Regularisation layers: dropout (elements), dropout2d (whole channels) and drop_path
+(whole samples: stochastic depth).
 
-Both are inverted dropout: kept values are scaled by 1 / (1 - p) during training, so the
+All are inverted dropout: kept values are scaled by 1 / (1 - p) during training, so the
 expected activation is unchanged and evaluation is the identity (nothing to rescale).
 """
 
@@ -89,3 +90,32 @@ class Dropout2d(Dropout):
         (x,) = inputs
         expect_rank(x.rank, (3,), self.kind, "[C, H, W]")
         return x
+
+
+@register
+class DropPath(Dropout):
+    """Stochastic depth (Huang et al. 2016), per sample: torchvision's StochasticDepth(p,
+    mode="row"), put on a residual branch (`x + (x -> ... -> drop_path(0.1))`).
+
+    train: y = m · x / (1 - p), m ~ Bernoulli(1 - p) drawn once per sample: each sample's
+    whole tensor is kept (scaled) or zeroed. eval: y = x (ONNX: no node). p = 0: y = x.
+
+    Shape: [*] -> [*], unchanged; 0 <= p < 1 (p is required, as in torchvision).
+    Params: none.
+    MACs: 0 (only linear maps and normalisations are counted).
+    """
+
+    kind: ClassVar[str] = "drop_path"
+    torch_cls: ClassVar[str] = "DropPath"
+    samples = (
+        sample({"p": 0.2}, (3, 4, 4), note="a [C, H, W] branch"),
+        sample({"p": 0.5}, (5, 8), note="tokens [T, D]"),
+        sample({"p": 0.0}, (6,), note="p = 0: the identity in training too"),
+    )
+    bad_samples = (
+        BadSample(call="drop_path", inputs=((3, 8, 8),), code="E1005"),
+        BadSample(call="drop_path(1.0)", inputs=((3, 8, 8),), code="E1007"),
+        BadSample(call="drop_path(-0.1)", inputs=((10,),), code="E1007"),
+    )
+
+    p: float = Field(ge=0, lt=1)

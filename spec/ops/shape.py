@@ -660,61 +660,6 @@ def _concat_help(x0: TensorType, xi: TensorType, axis: int, bad: int) -> str:
     return f"crop or pad the {name} of both inputs to the same size before joining"
 
 
-@register
-class Add(Op):
-    """Elementwise sum of two or more tensors of one shape (residual connections).
-
-    Shape: [C, H, W], ..., [C, H, W] -> [C, H, W] (any rank; all shapes equal).
-    Params: none.
-    MACs: 0 by convention: the (n - 1)·numel additions are not multiply-accumulates.
-    """
-
-    kind: ClassVar[str] = "add"
-    family: ClassVar[str] = "shape"
-    arity: ClassVar[int | None] = None
-    samples = (
-        sample({}, (3, 4, 4), (3, 4, 4)),
-        sample({}, (5,), (5,), (5,), note="three operands: a chain of two ONNX Adds"),
-    )
-    bad_samples = (
-        BadSample(call="x0 + x1", inputs=((3, 8, 8), (3, 4, 4)), code=codes.ADD_MISMATCH),
-        BadSample(call="add(x0, x1, x2)", inputs=((3, 8, 8), (3, 8, 8), (4, 8, 8)),
-                  code=codes.ADD_MISMATCH),
-    )
-
-    def infer(self, inputs: Sequence[TensorType]) -> TensorType:
-        x0 = inputs[0]
-        _same_dtype(inputs, "add operands")
-        for i, xi in enumerate(inputs[1:], start=1):
-            if xi.shape != x0.shape:
-                raise ShapeError(
-                    codes.ADD_MISMATCH,
-                    f"shapes of the sum differ: {x0} vs {xi}",
-                    help=_add_help(x0, xi),
-                    operand=i,
-                )
-        return x0
-
-    def torch_call(self, inputs: Sequence[TensorType]) -> TorchCall:
-        return TorchCall("Add", {})
-
-    def reference(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray]
-                  ) -> np.ndarray:
-        """x_0 + x_1 + ... + x_n, summed left to right."""
-        out = inputs[0]
-        for x in inputs[1:]:
-            out = out + x
-        return out
-
-    def to_onnx(self, g: OnnxGraph, inputs: list[str], types: Sequence[TensorType], name: str,
-                params: dict[str, np.ndarray]) -> str:
-        """A chain of ONNX Adds, left to right as torch sums them."""
-        out = inputs[0]
-        for other in inputs[1:]:
-            out = g.node("Add", [out, other])
-        return out
-
-
 def _same_dtype(inputs: Sequence[TensorType], what: str) -> None:
     """Multi-input ops need one element type; the error points at the first that differs."""
     for i, xi in enumerate(inputs[1:], start=1):
@@ -724,28 +669,6 @@ def _same_dtype(inputs: Sequence[TensorType], what: str) -> None:
                 f"{what} differ in type: input 0 is {inputs[0].dtype}, input {i} is {xi.dtype}",
                 operand=i,
             )
-
-
-def _add_help(x0: TensorType, xi: TensorType) -> str:
-    if x0.rank != xi.rank or x0.rank < 2:
-        return "both operands need the same shape; use `flatten`, `reshape` or `linear` to match"
-    # project the higher-resolution (or narrower) side onto the other with a 1x1 conv
-    src, dst = sorted((x0, xi), key=lambda x: (-math.prod(x.shape[1:]), x.shape[0]))
-    ratios = [a / b for a, b in zip(src.shape[1:], dst.shape[1:], strict=True)]
-    if any(not r.is_integer() for r in ratios):
-        return (
-            f"spatial sizes {_dims(src.shape[1:])} and {_dims(dst.shape[1:])} differ by no "
-            "integer factor; use the same strides and padding on both paths"
-        )
-    stride = [int(r) for r in ratios]
-    # a kernel equal to the stride tiles any size the stride divides exactly:
-    # (N - S) / S + 1 = N / S, so the projection needs no rounding
-    shown = stride[0] if len(set(stride)) == 1 else tuple(stride)
-    if max(stride) == 1:
-        conv = f"conv({dst.shape[0]}, 1)"
-    else:
-        conv = f"conv({dst.shape[0]}, {shown}, stride={shown})"
-    return f"project the skip path with a strided conv: `{conv}` turns {src} into {dst}"
 
 
 @register

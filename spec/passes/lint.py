@@ -37,6 +37,7 @@ def _layernorm_axes(span: Span, x: TensorType) -> Diagnostic:
         span, f"input {x}",
         notes=[f"chosen: every feature (dims=all), γ and β of shape {list(x.shape)}",
                f"not each position's {c} channel values alone (ConvNeXt's LayerNorm2d)"],
-        help="say `layernorm(dims=all)` to mean every feature, or `layernorm(1)` for the "
-             "last axis only",
+        help="say `layernorm(dims=all)` to mean every feature, `layernorm(dims=channels)` "
+             f"to normalise each position's {c} channel values (LayerNorm2d), or `layernorm(1)` "
+             "for the last axis only",
     )

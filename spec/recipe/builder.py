@@ -290,7 +290,35 @@ class RecipeBuilder(Checks):
         args = {k: v for k, v in bound.values.items() if v is not None}
         if sig.kind == "digits" and not self._digits(args, bound.spans):
             return POISON
-        return DataSpec(kind=sig.kind, args=args, **data_facts(sig.kind, args))
+        facts = data_facts(sig.kind, args)
+        if sig.kind == "text":
+            text = self._text_facts(args, bound.spans)
+            if text is POISON:
+                return POISON
+            facts.update(text)
+        return DataSpec(kind=sig.kind, args=args, **facts)
+
+    def _text_facts(self, args: dict[str, Any], spans: dict[str, Span]) -> Any:
+        """`text("file.txt", context=n)`: when the file is there (resolved against the spec
+        file's folder, as the runtime resolves it), its vocabulary size and windows, so the
+        model's output [context, vocab] is checked now; a file that is not UTF-8 or is too
+        short is an error here. A missing file is the runtime's to report."""
+        from nnspec.spec.recipe.textdata import TextDataError, read_facts
+
+        source = self.loaded.sources.get(self.train.span.file)
+        folder = source.path.parent if source is not None and source.path is not None else None
+        path = args["path"] if folder is None else os.path.join(folder, args["path"])
+        if not os.path.isfile(path):
+            return {}
+        try:
+            facts = read_facts(path, args["context"], args.get("stride"))
+        except OSError:
+            return {}  # unreadable now: training says why
+        except TextDataError as exc:
+            self._err(codes.RECIPE_DATA, f"text: {exc.message}", spans["path"],
+                      exc.location.replace(str(path), args["path"]), help=exc.help)
+            return POISON
+        return {"classes": len(facts.vocab), "samples": facts.windows}
 
     def _digits(self, args: dict[str, Any], spans: dict[str, Span]) -> bool:
         if args["sequence"] and args["as_image"]:

@@ -233,6 +233,13 @@ class Checks:
             elif metric in ("accuracy", "iou") and loss not in CLASSIFICATION_LOSSES:
                 self._err(codes.RECIPE_TASK, f"{metric} needs class predictions, but {loss} trains "
                           "a regression", span, metric, help="use metrics mae or mse")
+            elif metric == "perplexity" and (target == "input" or loss not in ("cross_entropy",
+                                                                              "nll")):
+                why = "`target input` reconstructs the input" if target == "input" else \
+                    f"the loss is {loss}"
+                self._err(codes.RECIPE_TASK, f"perplexity is exp(mean cross-entropy) of class "
+                          f"scores against labels, but {why}", span, metric,
+                          help="use `loss cross_entropy` (or nll) with class labels")
             elif metric in ("mae", "mse") and loss in CLASS_SCORES:
                 self._err(codes.RECIPE_TASK, f"{metric} compares outputs with numeric targets, but "
                           f"{loss} reads class scores", span, metric, help="use metrics accuracy")
@@ -321,6 +328,9 @@ class Checks:
         if not self._ok("data", "augment") or data.shape is None:
             return
         span, at_input = self.spans["data"], [(inp.span, f"input {inp.name}: {inp.type}")]
+        if data.kind == "text":
+            self._check_text_input(graph, inp, data, span, at_input)
+            return
         if inp.type.dtype != "float32":
             self._err(codes.RECIPE_DATA, f"{data.kind} gives float samples, but `{graph.name}`'s "
                       f"input {inp.name} is {inp.type} (token ids)", span, "float samples",
@@ -349,6 +359,44 @@ class Checks:
                       f"samples {shape_text(shape)}", secondary=at_input,
                       notes=notes + data_note(data), help=data_help(data, inp.type.shape))
 
+    def _check_text_input(self, graph: Graph, inp: GraphInput, data: DataSpec, span: Span,
+                          at_input: list[tuple[Span, str]]) -> None:
+        """text gives int64 windows [context]: the input must be `int[context]`."""
+        context = data.args["context"]
+        if inp.type.dtype == "int64" and inp.type.shape == (context,):
+            return
+        ids = inp.type.dtype == "int64" and inp.type.rank == 1
+        help = (f"use text(..., context={inp.type.shape[0]}), or declare `input {inp.name}: "
+                f"int[{context}]`" if ids else f"declare `input {inp.name}: int[{context}]` and "
+                "start the model with `embedding(vocab, dim)`")
+        self._err(codes.RECIPE_DATA, f"text gives windows of {context} token ids, int[{context}], "
+                  f"but `{graph.name}`'s input {inp.name} is {inp.type}", span, f"int[{context}]",
+                  secondary=at_input, help=help)
+
+    def _check_text_output(self, graph: Graph, out: GraphOutput, data: DataSpec,
+                           fail: Callable[..., None]) -> None:
+        """Next-token prediction: scores [context, vocab] (one row per position) under
+        cross_entropy or nll; vocab is the file's, when the file was there to read."""
+        loss, context, vocab = self.values["loss"], data.args["context"], data.classes
+        want = f"[{context}, {vocab if vocab is not None else 'vocab'}]"
+        if loss not in ("cross_entropy", "nll"):
+            fail(f"text trains next-token prediction, which needs cross_entropy (or nll), but "
+                 f"the loss is {loss}", "needs cross_entropy", "use `loss cross_entropy`")
+            return
+        shape = out.type.shape
+        if out.type.rank != 2 or shape[0] != context or vocab is not None and shape[1] != vocab:
+            help = (f"train {graph.name}(vocab={vocab})" if vocab is not None and "vocab" in
+                    graph.args and out.type.rank == 2 and shape[0] == context else
+                    f"end the model with `linear({vocab if vocab is not None else 'vocab'})` "
+                    "on every position (e.g. `lstm(hidden, select=sequence)` before it)")
+            vocab_note = f"a vocabulary of {vocab} characters" if vocab is not None else \
+                "its vocabulary"
+            fail(f"text scores the next character at each of {context} positions, {want} "
+                 f"({vocab_note}), but `{graph.name}` outputs {out.type}", f"needs {want}", help)
+            return
+        self._last_op(loss, None if out is None else next(
+            (n for n in graph.nodes if n.name == out.value), None), self.spans["loss"])
+
     def _check_loss(self, graph: Graph, inp: GraphInput, out: GraphOutput,
                     last: Node | None) -> None:
         loss, target, data = (self.values[k] for k in ("loss", "target", "data"))
@@ -360,6 +408,9 @@ class Checks:
         def fail(message: str, label: str, help: str | None = None) -> None:
             self._err(codes.RECIPE_LOSS, message, span, label, secondary=at_output, help=help)
 
+        if data is not POISON and data.kind == "text" and target == "labels":
+            self._check_text_output(graph, out, data, fail)
+            return
         if target == "input":
             if out.type.shape != inp.type.shape:
                 fail(f"`target input` compares the output with the input, but `{graph.name}` "
@@ -461,6 +512,11 @@ class Checks:
         per_pixel = data not in (None, POISON) and data.kind in PER_PIXEL_DATA and \
             self.values.get("target") == "labels"
         for aug, span in zip(self.values["augment"], self.items.get("augment", [])):
+            if data not in (None, POISON) and data.kind == "text":
+                self._err(codes.RECIPE_AUGMENT, f"{aug.kind} transforms numbers, but text gives "
+                          "token ids", span, "token ids", secondary=at_input,
+                          help="remove `augment`: a text recipe feeds the ids as they are")
+                continue
             if per_pixel and aug.kind in ("flip", "random_crop"):
                 # the pipeline moves the image's pixels, never the labels of those pixels
                 self._err(codes.RECIPE_AUGMENT, f"{aug.kind} moves the pixels of the image but "

@@ -38,7 +38,7 @@ class DataSpec(BaseModel):
 
     model_config = _FROZEN
 
-    kind: str  # digits, iris, breast_cancer, diabetes, wine, fashion_mnist, csv, npz, idx, images
+    kind: str  # digits, iris, breast_cancer, diabetes, wine, fashion_mnist, csv, npz, idx, images, text
     args: dict[str, Value] = {}
     shape: tuple[int, ...] | None = None  # one sample, batch excluded
     classes: int | None = None

@@ -53,10 +53,14 @@ DATA = _sigs(
                          P("max_shapes", "int", 3, "[1, 8]", kw=True),
                          P("noise", "float", 0.1, "[0, 1]", kw=True),
                          P("seed", "int", 0, "[0, inf)", kw=True))),
+    # characters of a UTF-8 file: windows of `context` ids and their next-token targets
+    # (spec/recipe/textdata.py; runtime/data/sources.py load_text)
+    Signature("text", (P("path", "str"), P("context", "int", REQUIRED, "[1, 1000000]", kw=True),
+                       P("stride", "int", None, "[1, inf)", kw=True))),
 )
 # the arguments of a data source that are file paths (resolved against the spec's folder)
 DATA_PATHS = {"csv": ("path",), "npz": ("path",), "idx": ("images", "labels"),
-              "images": ("folder",)}
+              "images": ("folder",), "text": ("path",)}
 LOSSES = ("l1", "mse", "bce", "bce_logits", "cross_entropy", "hinge", "nll")
 OPTIMIZERS = _sigs(
     Signature("gd", (_lr(0.01),)), Signature("sgd", (_lr(0.01),)),
@@ -111,8 +115,8 @@ AUGMENTS = _sigs(
     Signature("normalize", (P("mean", "numbers", None, kw=True),
                             P("std", "numbers", None, _INF, kw=True))),
 )
-METRICS = ("accuracy", "mae", "mse", "iou")
-MONITORS = ("val_loss", "val_accuracy", "val_mae", "val_mse")
+METRICS = ("accuracy", "mae", "mse", "iou", "perplexity")
+MONITORS = ("val_loss", "val_accuracy", "val_mae", "val_mse", "val_perplexity")
 EARLY_STOP = Signature("early_stop", (
     P("patience", "int", REQUIRED, "[1, inf)"),
     P("monitor", "name", "val_loss", kw=True, choices=MONITORS),
@@ -200,4 +204,6 @@ def data_facts(kind: str, args: dict[str, Any]) -> dict[str, Any]:
                 "samples": args["n"], "task": "classification"}
     if kind == "idx":
         return {"task": "classification"}
+    if kind == "text":  # the vocabulary and windows come from the file (builder: _s_data)
+        return {"shape": (args["context"],), "task": "classification"}
     return {"task": args.get("task")}  # csv, npz: as declared, else known once read
