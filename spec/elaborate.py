@@ -452,17 +452,11 @@ class Elaborator:
         if misplaced is not None:
             self.diags.append(misplaced)
             return poison
-        values, spans, diags = bind_op_args(cls, node.span, positional, keywords)
-        if diags:
-            self.diags.extend(diags)
-            return poison
-        if poisoned_args(values):
-            return poison
-        plain = {k: str(v) if isinstance(v, Symbol) else v for k, v in values.items()}
         try:
-            layer = cls.model_validate(plain)
-        except ValidationError as exc:
-            self.diags.extend(validation_diagnostics(cls, exc, values, spans, node.span))
+            layer, spans = self._bind(cls, node.span, positional, keywords, scope)
+        except Abort:
+            return poison
+        if layer is POISON:
             return poison
         if x is POISON:
             return poison
@@ -850,13 +844,10 @@ class Elaborator:
                     help=hint)
         raise Abort
 
-    def _apply(self, op: type[Op], node, inputs: Sequence[Tensor], operand_nodes, positional, keywords,
-               label, label_span, scope, pending: Sequence[Diagnostic] = ()) -> Any:
-        """Bind the arguments and run the shape rule. ``pending`` are errors already found in
-        the call (an argument given twice): like binding errors, they stop the layer before
-        its shape rule, which would only echo them."""
-        call_span = node.span
-        keyword_list = list(keywords.values()) if isinstance(keywords, dict) else []
+    def _bind(self, op: type[Op], call_span: Span, positional, keyword_list, scope: Scope,
+              pending: Sequence[Diagnostic] = ()) -> tuple[Any, dict[str, Span]]:
+        """The op instance of a call's arguments (POISON when one of them failed before), and
+        each given argument's span; records the binding errors and raises Abort."""
         values, spans, diags = bind_op_args(op, call_span, positional, keyword_list)
         diags = [*pending, *diags]
         if any(v is POISON for v in values.values()):
@@ -871,13 +862,24 @@ class Elaborator:
             self.diags.extend(diags)
             raise Abort
         if poisoned_args(values):
-            return POISON
+            return POISON, spans
         plain = {k: str(v) if isinstance(v, Symbol) else v for k, v in values.items()}
         try:
-            layer = op.model_validate(plain)
+            return op.model_validate(plain), spans
         except ValidationError as exc:
             self.diags.extend(validation_diagnostics(op, exc, values, spans, call_span))
             raise Abort from None
+
+    def _apply(self, op: type[Op], node, inputs: Sequence[Tensor], operand_nodes, positional, keywords,
+               label, label_span, scope, pending: Sequence[Diagnostic] = ()) -> Any:
+        """Bind the arguments and run the shape rule. ``pending`` are errors already found in
+        the call (an argument given twice): like binding errors, they stop the layer before
+        its shape rule, which would only echo them."""
+        call_span = node.span
+        keyword_list = list(keywords.values()) if isinstance(keywords, dict) else []
+        layer, spans = self._bind(op, call_span, positional, keyword_list, scope, pending)
+        if layer is POISON:
+            return POISON
         if any(t is POISON for t in inputs):
             return POISON  # the arguments are valid; the input already failed
         wanted = _inputs_wanted(op, len(inputs))

@@ -149,9 +149,6 @@ class _Elementwise(Op):
                     "axes of size 1 that place a lower-rank operand")
         return f"make {where} {a} on both sides (or {b}), or 1 on one of them"
 
-    def param_shapes(self, inputs: Sequence[TensorType]) -> dict[str, tuple[int, ...]]:
-        return {}
-
     def macs(self, inputs: Sequence[TensorType], output: TensorType) -> int:
         return output.numel * (len(inputs) - 1 or 1) if self.counts_multiplies else 0
 
