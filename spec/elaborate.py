@@ -415,7 +415,7 @@ class Elaborator:
                         "`split([sizes])` or `chunk(n)`")
             ok = False
         if not ok:
-            for name, span in names:
+            for name, _ in names:
                 scope.names.setdefault(name, POISON)
             return
         assert parts is not None and isinstance(stmt.value, ast.Chain)
