@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cache
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import ValidationError
 
@@ -31,6 +31,24 @@ def describe(value: Any) -> str:
     if isinstance(value, tuple):
         return "(" + ", ".join(describe(v) for v in value) + ")"
     return repr(value)
+
+
+@cache
+def option_words(op: type[Op], field: str | None) -> frozenset[str]:
+    """The option names an op's argument accepts (its Literal strings: `same`, `channels`),
+    found through unions, Annotated and tuples; none for an unknown field."""
+    info = op.model_fields.get(field) if field is not None else None
+    if info is None:
+        return frozenset()
+    words: set[str] = set()
+    pending = [info.annotation]
+    while pending:
+        tp = pending.pop()
+        if get_origin(tp) is Literal:
+            words.update(a for a in get_args(tp) if isinstance(a, str))
+        else:
+            pending.extend(get_args(tp))
+    return frozenset(words)
 
 
 @cache

@@ -104,12 +104,16 @@ class Layer(Node):
 class Chain(Node):
     """``head -> layer -> layer ...``, flat so that long chains need no deep recursion.
 
-    ``output_span`` is set when the chain ends in ``-> output``.
+    ``output_span`` is set when the chain ends in ``-> output``. A group of layers in brackets
+    may name its first layer, ``(c_fc: linear(64) -> gelu)``; its head is then a layer
+    (``head_label``), not the value that flows in.
     """
 
     head: Expr
     layers: tuple[Layer, ...]
     output_span: Span | None = None
+    head_label: str | None = None  # `(c_fc: linear(64) -> gelu)`: a group whose first layer is named
+    head_label_span: Span | None = None
 
 
 Expr = Name | Number | String | Bool | Attribute | Index | Call | BinOp | Unary | Tuple | If | Chain

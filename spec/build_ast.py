@@ -246,6 +246,15 @@ class Builder:
     # -- chains and expressions ----------------------------------------------------------------
     def chain(self, c, raw):
         head, *rest = c
+        return self._chain(head, rest, raw)
+
+    def labelled_group(self, c, raw):
+        name, head, *rest = c
+        node = self._chain(head, rest, raw, label=name)
+        self._outer[id(node)] = (raw[0].start_pos, raw[-1].end_pos)
+        return node
+
+    def _chain(self, head, rest, raw, label: Tok | None = None):
         layers: list[ast.Layer] = []
         output_span = None
         for item in rest:
@@ -265,9 +274,12 @@ class Builder:
                 layers.append(item)
             else:
                 layers.append(ast.Layer(span=item.span, layer=item))
-        end = output_span.end if output_span else layers[-1].span.end
+        end = output_span.end if output_span else layers[-1].span.end if layers else head.span.end
+        start = label.start_pos if label is not None else head.span.start
         node = ast.Chain(
-            span=self.source.span(head.span.start, end), head=head, layers=tuple(layers), output_span=output_span
+            span=self.source.span(start, end), head=head, layers=tuple(layers), output_span=output_span,
+            head_label=label.value if label is not None else None,
+            head_label_span=self._tok(label) if label is not None else None,
         )
         self._extent(node, raw)
         return self._nest(node, head, *(layer.layer for layer in layers))

@@ -135,6 +135,14 @@ LAYERNORM_AXES = _code("W0003", "layernorm axes ambiguous", """
     (`layernorm(dims=all)`), or pick the trailing axes with `dims=1`, `dims=2` or `dims=3`.
 """)
 
+OPTION_SHADOWS = _code("W0004", "option name is also a value", """
+    A bare name in a layer's arguments is an option of that argument (`dims=channels`,
+    `padding=same`, `axis=height`) when the argument has an option of that name, even where a
+    model or block argument, or a bound value, has the same name: an argument's own option
+    words always mean the option. The warning says the value was not used; to pass the value,
+    rename it (`n_channels`), so that the spec reads one way to every reader.
+""")
+
 # -- shapes -------------------------------------------------------------------------------
 NOT_INTEGER = _code("E2101", "output size is not an integer", """
     For a convolution or pooling window of size F, stride S and padding P over an input of

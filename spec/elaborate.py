@@ -19,6 +19,7 @@ from . import ast, codes
 from .arguments import (
     Symbol,
     bind_op_args,
+    option_words,
     describe,
     op_fields,
     positional_after_keyword,
@@ -446,8 +447,11 @@ class Elaborator:
         kind = node.func if isinstance(node, ast.Call) else node.id
         cls = MULTI_OUTPUT[kind]
         args = node.args if isinstance(node, ast.Call) else ()
-        positional = [(self._arg_value(a.value, scope, symbols=True), a) for a in args if a.name is None]
-        keywords = [(self._arg_value(a.value, scope, symbols=True), a) for a in args if a.name is not None]
+        slots = iter(cls.positional)
+        positional = [(self._arg_value(a.value, scope, symbols=True, options=option_words(cls, next(slots, None))), a)
+                      for a in args if a.name is None]
+        keywords = [(self._arg_value(a.value, scope, symbols=True, options=option_words(cls, a.name)), a)
+                    for a in args if a.name is not None]
         misplaced = positional_after_keyword(args, cls.positional)
         if misplaced is not None:
             self.diags.append(misplaced)
@@ -691,6 +695,11 @@ class Elaborator:
         self._unknown_layer(node.func, node.func_span, scope)
 
     def _e_Chain(self, node: ast.Chain, scope):
+        if node.head_label is not None:
+            self._error(codes.BAD_EXPR, "a labelled group of layers needs a value to flow into it",
+                        node.span, "a group of layers, not a value",
+                        help=f"put it after an arrow: `x -> ({node.head_label}: ...)`")
+            raise Abort
         try:
             value = self._expr(node.head, scope)
         except Abort:
@@ -727,7 +736,11 @@ class Elaborator:
             value: Any = x
             before = len(self.nodes)
             for i in range(count):
-                if isinstance(layer.left, ast.Chain):
+                if isinstance(layer.left, ast.Chain) and _labels_layers(layer.left):
+                    # each repetition of a group that names its layers gets its own scope,
+                    # as a block instance does: mlp.group_1.fc, mlp.group_2.fc
+                    value = self._group(layer.left, value, f"group_{i + 1}", layer.left.span, inner)
+                elif isinstance(layer.left, ast.Chain):
                     value = self._group(layer.left, value, None, None, inner)
                 else:
                     value = self._layer(layer.left, value, None, None, inner)
@@ -758,7 +771,9 @@ class Elaborator:
         if label:
             self._claim(inner.prefix, label_span)
         value = x
-        for step in (ast.Layer(span=chain.head.span, layer=chain.head), *chain.layers):
+        head = ast.Layer(span=chain.head.span, layer=chain.head, label=chain.head_label,
+                         label_span=chain.head_label_span)
+        for step in (head, *chain.layers):
             try:
                 value = self._step(step, value, inner)
             except Abort:
@@ -784,8 +799,15 @@ class Elaborator:
         tensor_nodes: list[ast.Expr] = []
         takes_tensors = op is not None and op.arity is None
         arg_diags: list[Diagnostic] = []  # errors of the call itself: they stop the layer
-        for arg in args:
-            value = self._arg_value(arg.value, scope, symbols=op is not None)
+        for index, arg in enumerate(args):
+            if op is None:
+                options: frozenset[str] = frozenset()
+            elif arg.name is not None:
+                options = option_words(op, arg.name)
+            else:
+                slot = op.positional[index] if not takes_tensors and index < len(op.positional) else None
+                options = option_words(op, slot)
+            value = self._arg_value(arg.value, scope, symbols=op is not None, options=options)
             if arg.name is None and takes_tensors and (isinstance(value, Tensor) or value is POISON):
                 tensor_args.append(value)
                 tensor_nodes.append(arg.value)
@@ -823,12 +845,22 @@ class Elaborator:
             x = POISON
         return self._block(definition, node, x, positional, keywords, keyword_spans, label, label_span, scope)
 
-    def _arg_value(self, expr: ast.Expr, scope: Scope, symbols: bool) -> Any:
-        """Arguments may name options (`padding=same`): an undefined bare name is a Symbol."""
+    def _arg_value(self, expr: ast.Expr, scope: Scope, symbols: bool,
+                   options: frozenset[str] = frozenset()) -> Any:
+        """Arguments may name options (`padding=same`): an undefined bare name is a Symbol,
+        and so is one of the argument's own option words even where a value has that name
+        (W0004 says the value is not used)."""
+        if isinstance(expr, ast.Name) and symbols and expr.id in options and expr.id in scope.names:
+            self.diags.append(warning(
+                codes.OPTION_SHADOWS, f"`{expr.id}` here is the option, not the value `{expr.id}`",
+                expr.span, "the option", secondary=[(scope.name_spans[expr.id], "this value is not used here")]
+                if expr.id in scope.name_spans else [],
+                help=f"rename the value (`n_{expr.id}`) if it was meant; the option reads the same to everyone"))
+            return Symbol(expr.id)
         if isinstance(expr, ast.Name) and symbols and expr.id not in scope.names:
             return Symbol(expr.id)
         if isinstance(expr, ast.Tuple) and symbols:
-            items = tuple(self._arg_value(i, scope, symbols) for i in expr.items)
+            items = tuple(self._arg_value(i, scope, symbols, options) for i in expr.items)
             return POISON if POISON in items else items
         try:
             return self._expr(expr, scope)
@@ -1161,6 +1193,11 @@ class Elaborator:
 def _cover(first: Span, last: Span) -> Span:
     """The span from the start of ``first`` to the end of ``last`` (same file)."""
     return first.model_copy(update={"end": last.end, "end_line": last.end_line, "end_col": last.end_col})
+
+
+def _labels_layers(chain: ast.Chain) -> bool:
+    """Whether a group of layers names any of its layers (`(fc: linear(4) -> relu)`)."""
+    return chain.head_label is not None or any(step.label is not None for step in chain.layers)
 
 
 def _parts_call(value: ast.Expr) -> ast.Call | ast.Name | None:

@@ -44,6 +44,7 @@ EXPECTED: dict[str, tuple[str, int, tuple[int, ...]]] = {
     "char_lstm.nn": ("CharLSTM", 102_586, (64, 122)),  # next-character logits per position
     "vit_b_16.nn": ("ViT_B_16", 86_567_656, (1000,)),  # published (torchvision)
     "vit_tiny_digits.nn": ("ViTTinyDigits", 136_138, (10,)),
+    "gpt_char.nn": ("GptChar", 211_968, (64, 122)),  # next-character logits per position
 }
 
 
@@ -98,6 +99,19 @@ def test_example_output_shape(name, models):
 )
 def test_published_counts(name, model, params):
     assert load(name, model=model).summary().total_params == params
+
+
+def test_gpt_char_at_gpt2_small_sizes_counts_gpt2s_parameters():
+    """GPT-2 small (Radford et al. 2019): 124,439,808 parameters, the head tied to wte."""
+    sizes = {"vocab": 50257, "context": 1024, "dim": 768, "layers": 12, "heads": 12, "mlp": 3072}
+    graph = load("gpt_char.nn", args=sizes).graph
+    assert graph.param_count == 124_439_808
+    head = next(n for n in graph.nodes if n.name == "lm_head")
+    assert head.params == {} and head.tied == {"weight": "wte.weight"}
+    assert graph.outputs[0].type.shape == (1024, 50257)
+    attention = next(n for n in graph.nodes if n.op == "attention")
+    assert attention.params == {"in_proj_weight": (2304, 768), "in_proj_bias": (2304,),
+                                "out_proj.weight": (768, 768), "out_proj.bias": (768,)}
 
 
 def test_output_shapes_match_inputs_for_dense_prediction(models):

@@ -90,6 +90,54 @@ model M {
     assert graph.param_count == (27 * 8 + 8) + 2 * (8 * 8 + 8) + (8 * 10 + 10)
 
 
+def test_a_group_may_name_its_first_layer_and_each_repetition_gets_a_scope(tmp_path):
+    graph = graph_of(tmp_path, """
+model M {
+    input x: [6]
+    x -> mlp: (c_fc: linear(12) -> gelu -> c_proj: linear(6))
+      -> (fc: linear(6) -> relu) * 2
+      -> (out: linear(3))
+      -> output
+}
+""")
+    assert [n.name for n in graph.nodes] == [
+        "mlp.c_fc", "mlp.gelu_1", "mlp.c_proj",
+        "group_1.fc", "group_1.relu_1", "group_2.fc", "group_2.relu_1", "out"]
+    assert graph.param_count == (6 * 12 + 12) + (12 * 6 + 6) + 2 * (6 * 6 + 6) + (6 * 3 + 3)
+
+
+def test_a_labelled_group_is_not_a_value(tmp_path):
+    path = tmp_path / "m.nn"
+    path.write_text("model M {\n    input x: [4]\n    y = (fc: linear(4))\n    x -> output\n}\n")
+    with pytest.raises(nnspec.DiagnosticError) as info:
+        nnspec.load(path)
+    (diag,) = info.value.diagnostics
+    assert diag.code == "E1008"
+    assert diag.message == "a labelled group of layers needs a value to flow into it"
+    assert (diag.span.line, diag.span.col) == (3, 10)
+
+
+def test_an_option_word_wins_over_a_value_of_the_same_name(tmp_path):
+    """`layernorm(dims=channels)` in a model with a `channels` argument normalises over the
+    channel axis (the option), and says that the argument's value was not used (W0004);
+    where the argument has no such option (`conv(channels, 1)`) the value is used."""
+    path = tmp_path / "m.nn"
+    path.write_text("""
+model M(channels: int = 8, height: int = 4) {
+    input x: [channels, height, 5]
+    x -> conv(channels, 1) -> layernorm(dims=channels) -> slice(0, height, axis=width) -> output
+}
+""")
+    model = nnspec.load(path)
+    conv, norm, part = model.graph.nodes
+    assert conv.output.shape == (8, 4, 5)
+    assert norm.attrs["dims"] == "channels" and norm.params["weight"] == (8,)
+    assert part.output.shape == (8, 4, 4)  # stop = the value 4, on the named axis
+    (w,) = [d for d in model.warnings if d.code == "W0004"]
+    assert w.message == "`channels` here is the option, not the value `channels`"
+    assert (w.span.line, w.span.col) == (4, 46)
+
+
 TIED = """
 model Tied {
     input x: int[16]
