@@ -44,7 +44,7 @@ EXPECTED: dict[str, tuple[str, int, tuple[int, ...]]] = {
     "char_lstm.nn": ("CharLSTM", 102_586, (64, 122)),  # next-character logits per position
     "vit_b_16.nn": ("ViT_B_16", 86_567_656, (1000,)),  # published (torchvision)
     "vit_tiny_digits.nn": ("ViTTinyDigits", 136_138, (10,)),
-    "gpt_char.nn": ("GptChar", 211_968, (64, 122)),  # next-character logits per position
+    "gpt_char.nn": ("GptChar", 213_248, (64, 142)),  # next-character logits per position
 }
 
 

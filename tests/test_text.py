@@ -273,3 +273,53 @@ def test_generate_through_onnxruntime_imports_no_torch(trained, tmp_path):
     imported = imported_by("generate", str(run.directory), "--prompt", "he", "--tokens", "3",
                            "--onnx", str(onnx_file), cwd=tmp_path)
     assert "onnxruntime" in imported and not imported & {"torch", "matplotlib", "onnx"}
+
+
+GPT = """\
+model Gpt(vocab: int = {vocab}, context: int = 8) {{
+    input tokens: int[context]
+    tokens -> wte: embedding(vocab, 16) -> position_embedding(context)
+      -> (ln: layernorm(1) -> attention(2, causal=true))
+      -> ln_f: layernorm(1) -> head: linear(vocab, tie=wte, bias=false) -> output
+}}
+train Gpt {{
+    data      text("corpus.txt", context=8)
+    split     0.8 / 0.1 / 0.1
+    batch     16
+    epochs    8
+    loss      cross_entropy
+    optimizer adam(lr=1e-2)
+    init      normal(std=0.02)
+    metrics   perplexity
+    seed      0
+    device    cpu
+}}
+"""
+
+
+def test_a_causal_transformer_generates_the_same_text_through_onnxruntime(tmp_path):
+    """Causal attention and a tied head: the exported graph (its causal mask, one shared
+    initializer) samples the same characters as the torch module, and the prediction at a
+    position does not depend on later characters."""
+    folder = write_spec(tmp_path / "spec")
+    spec = folder.parent / "gpt.nn"
+    spec.write_text(GPT.format(vocab=len(VOCAB)))
+    run = nnspec.train(spec, out=tmp_path / "run", **QUIET)
+    assert run.test["test_perplexity"] < 3.0  # the corpus repeats: far below |V| = 15
+    onnx_file = tmp_path / "gpt.onnx"
+    nnspec.export(spec, run.directory, onnx_file, log=lambda line: None)
+    kwargs = {"temperature": 0.9, "top_k": 4, "seed": 1}
+    assert nnspec_generate(run.directory, "hel", 30, **kwargs) == nnspec_generate(
+        run.directory, "hel", 30, onnx=onnx_file, **kwargs)
+
+    import onnx
+    initializers = [t.name for t in onnx.load(onnx_file).graph.initializer]
+    assert "wte.weight" in initializers and "head.weight" not in initializers
+    import onnxruntime as ort
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    ids = np.arange(16, dtype=np.int64).reshape(2, 8) % len(VOCAB)
+    changed = ids.copy()
+    changed[:, 5:] = (changed[:, 5:] + 3) % len(VOCAB)  # only positions 5..7 differ
+    (a,), (b,) = session.run(None, {"tokens": ids[:1]}), session.run(None, {"tokens": changed[:1]})
+    np.testing.assert_allclose(a[:, :5], b[:, :5], rtol=0, atol=1e-6)
+    assert np.abs(a[:, 5:] - b[:, 5:]).max() > 1e-3
