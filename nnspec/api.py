@@ -58,7 +58,16 @@ def onnx_model(model: Model, weights: Weights = None, *, fold_bn: bool = False,
     .safetensors file, or None for torch's default initialisation under ``seed``.
     ``source`` names the weights in error messages. torch is imported only to initialise:
     trained weights are read and checked as numpy arrays against the IR's state shapes."""
-    from nnspec.compiler.onnx_build import build_onnx
+    return onnx_parts(model, weights, fold_bn=fold_bn, metadata=metadata, seed=seed,
+                      source=source).model()
+
+
+def onnx_parts(model: Model, weights: Weights = None, *, fold_bn: bool = False,
+               metadata: Mapping[str, Any] | None = None, seed: int = 0,
+               source: Path | None = None) -> Any:
+    """As `onnx_model`, the skeleton and the weights apart (compiler/onnx_build.OnnxFile):
+    what writing a file streams without copying the weights."""
+    from nnspec.compiler.onnx_build import onnx_file
     from nnspec.runtime.loop.checkpoint import check_state_dict, load_arrays
 
     where = source or Path("<weights>")
@@ -73,7 +82,7 @@ def onnx_model(model: Model, weights: Weights = None, *, fold_bn: bool = False,
         tensors = weights
     check_state_dict(model.graph.state_shapes(), tensors, where)
     props = {"spec_sha256": model.loaded.spec_hash(), **(metadata or {})}
-    return build_onnx(model.graph, tensors, fold_bn=fold_bn, metadata=props)
+    return onnx_file(model.graph, tensors, fold_bn=fold_bn, metadata=props)
 
 
 def open_spec(path: str | os.PathLike[str] | None = None, *, text: str | None = None,
@@ -121,4 +130,4 @@ def load_recipe(
     return Model(graph, loaded, warnings), recipe
 
 
-__all__ = ["Model", "Weights", "load", "load_recipe", "model_names", "onnx_model", "open_spec"]
+__all__ = ["Model", "Weights", "load", "load_recipe", "model_names", "onnx_model", "onnx_parts", "open_spec"]

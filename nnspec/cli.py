@@ -325,11 +325,13 @@ def compile(  # noqa: A001 - the command's name
     _print_diagnostics(compiled.warnings, compiled.loaded.sources)
     if emit == "onnx":
         assert output is not None
+        from nnspec.api import onnx_parts
         from nnspec.runtime.loop.checkpoint import atomic_write
 
-        proto = compiled.to_onnx()
+        built = onnx_parts(compiled)
+        built.check()
         try:
-            atomic_write(output, lambda tmp: tmp.write_bytes(proto.SerializeToString()))
+            atomic_write(output, lambda tmp: built.write(tmp, check=False))
         except OSError as exc:
             err.print(f"error: cannot write `{output}`: {exc.strerror or exc}", markup=False)
             raise typer.Exit(1) from None
@@ -376,10 +378,11 @@ def export(
                          log=lambda line: err.print(line, markup=False))
     except OSError as exc:
         _error(f"cannot write `{output}`: {exc.strerror or exc}")
-    props = {p.key: p.value for p in result.model.metadata_props}
-    size = sum(len(t.raw_data) for t in result.model.graph.initializer)
+    skeleton = result.built.skeleton
+    props = {p.key: p.value for p in skeleton.metadata_props}
+    size = result.built.weight_bytes
     shown = [f"model {props.get('model')}", f"weights {result.weights}",
-             f"{len(result.model.graph.node)} nodes", f"{size / 2**20:.1f} MiB of weights"]
+             f"{len(skeleton.graph.node)} nodes", f"{size / 2**20:.1f} MiB of weights"]
     if "classes" in props:
         shown.append(f"{len(json.loads(props['classes']))} classes")
     err.print(f"wrote {result.path} ({', '.join(shown)})", markup=False)

@@ -13,10 +13,11 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nnspec.api import Model, load, model_names, onnx_model, open_spec
+from nnspec.api import Model, load, model_names, onnx_model, onnx_parts, open_spec
 from nnspec.runtime.loop.checkpoint import (
     atomic_write,
     check_state_dict,
@@ -29,15 +30,22 @@ from nnspec.spec.recipe.ir import CLASSIFICATION_LOSSES
 if TYPE_CHECKING:
     import onnx
 
+    from nnspec.compiler.onnx_build import OnnxFile
+
 
 @dataclass
 class Exported:
-    """What `export` wrote: the file, the model, and the run the weights came from."""
+    """What `export` wrote: the file, the model built, and the run the weights came from."""
 
     path: Path
-    model: onnx.ModelProto
+    built: OnnxFile  # the skeleton and the weights that were streamed to ``path``
     run: Path | None
     weights: Path | None
+
+    @cached_property
+    def model(self) -> onnx.ModelProto:
+        """The whole ModelProto, the weights included (put together on first use)."""
+        return self.built.model(check=False)
 
 
 def _read_json(path: Path) -> Any:
@@ -94,27 +102,26 @@ def export(
     tensors: Mapping[str, Any] | None = None
     header: dict[str, str] = {}
     if members is not None:
-        onnx_proto, header = _ensemble_model(compiled, members, fold_bn=fold_bn,
-                                             metadata=metadata)
+        built, header = _ensemble_model(compiled, members, fold_bn=fold_bn, metadata=metadata)
     else:
         if file is not None:
             tensors, header = load_arrays(file)
-        onnx_proto = onnx_model(compiled, tensors, fold_bn=fold_bn, metadata=metadata,
-                                source=file)
+        built = onnx_parts(compiled, tensors, fold_bn=fold_bn, metadata=metadata, source=file)
     trained_hash = header.get("spec_sha256")
     if trained_hash and trained_hash != compiled.loaded.spec_hash():
         log(f"warning: `{file or run}` was trained from another version of the spec (its hash "
             "differs); the names and shapes agree")
     path = Path(out)
-    atomic_write(path, lambda tmp: tmp.write_bytes(onnx_proto.SerializeToString()))
-    return Exported(path=path, model=onnx_proto, run=run, weights=file or run)
+    built.check()
+    atomic_write(path, lambda tmp: built.write(tmp, check=False))
+    return Exported(path=path, built=built, run=run, weights=file or run)
 
 
 def _ensemble_model(model: Model, members: list[Path], *, fold_bn: bool,
-                    metadata: dict[str, Any]) -> tuple[onnx.ModelProto, dict[str, str]]:
+                    metadata: dict[str, Any]) -> tuple[OnnxFile, dict[str, str]]:
     """The ONNX model of an ensemble run (compiler/onnx_build.py build_ensemble_onnx), each
     member's weights checked against the spec; and the first member's header."""
-    from nnspec.compiler.onnx_build import build_ensemble_onnx
+    from nnspec.compiler.onnx_build import ensemble_onnx_file
     expected = model.graph.state_shapes()
     weights, headers = [], []
     for path in members:
@@ -123,9 +130,9 @@ def _ensemble_model(model: Model, members: list[Path], *, fold_bn: bool,
         weights.append(tensors)
         headers.append(header)
     props = {"spec_sha256": model.loaded.spec_hash(), **metadata}
-    proto = build_ensemble_onnx(model.graph, weights, task=metadata.get("task"), fold_bn=fold_bn,
-                                metadata=props)
-    return proto, headers[0]
+    built = ensemble_onnx_file(model.graph, weights, task=metadata.get("task"), fold_bn=fold_bn,
+                               metadata=props)
+    return built, headers[0]
 
 
 __all__ = ["Exported", "export", "find_weights", "onnx_model", "run_metadata"]

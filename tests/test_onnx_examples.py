@@ -32,7 +32,7 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 NAMES = sorted(p.name for p in EXAMPLES.glob("*.nn"))  # not examples/blocks/
 BIG = {"alexnet.nn", "vgg16.nn", "resnet50.nn", "unet_valid.nn", "xception.nn"}
 SLOW = {"unet_valid.nn", "xception.nn", "vgg16.nn"}  # seconds each; still run in CI
-ATOL = 1e-5
+ATOL = 1e-5  # of the output's scale max(1, max |torch output|): float32 rounding grows with it
 # real samples: the data each example trains on (lstm_classifier reads digits row by row)
 REAL = {
     "digits_cnn.nn": ("digits", {"as_image": True}),
@@ -111,7 +111,9 @@ def test_onnxruntime_equals_torch_on_random_inputs(exported: Exported):
     got = exported.onnx_out(*exported.inputs)
     assert got.shape == expected.shape
     err = float(np.abs(got - expected).max())
-    assert err <= ATOL, f"{exported.name}: max |onnx - torch| = {err:.3g} > {ATOL}"
+    # gpt_char's tied head reads torch's N(0, 1) embedding: logits of magnitude ~40 at init
+    scale = max(1.0, float(np.abs(expected).max()))
+    assert err <= ATOL * scale, f"{exported.name}: max |onnx - torch| = {err:.3g} > {ATOL} × {scale:.3g}"
 
 
 def test_shape_inference_gives_the_ir_types(exported: Exported):
