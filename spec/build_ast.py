@@ -19,7 +19,7 @@ from collections.abc import Callable
 from operator import itemgetter
 from typing import Any
 
-from . import ast, codes
+from . import ast, bounds, codes
 from .diagnostics import Diagnostic, DiagnosticError, error
 from .source import SourceFile, Span
 
@@ -394,17 +394,34 @@ class Builder:
         try:
             if any(c in text for c in ".eE"):
                 value = float(text) * scale
-                if scale != 1 and value.is_integer():
-                    return int(value)
                 if value in (float("inf"), float("-inf")):
                     raise ValueError
+                if scale != 1 and value.is_integer():
+                    if abs(value) >= bounds.MAX_INT:
+                        return self._out_of_range(token, f"{value:.3g}")
+                    return int(value)
                 return value
-            return int(text) * scale
+            # counted before int() reads it: Python refuses over 4,300 digits, and a long
+            # literal is out of range whatever its digits
+            if len(text.lstrip("0")) > bounds.MAX_LITERAL_DIGITS:
+                return self._out_of_range(token, f"a {len(text.lstrip('0')):,}-digit integer")
+            value = int(text) * scale
+            if not bounds.int_in_range(value):
+                return self._out_of_range(token, f"{value:,}")
+            return value
         except ValueError:
             self._fail(error(
-                codes.BAD_NUMBER, f"invalid number `{token.value}`", self._tok(token), "cannot be read as a number"
+                codes.BAD_NUMBER, f"invalid number `{bounds.show_literal(token.value)}`", self._tok(token),
+                "cannot be read as a number"
             ))
             return 0
+
+    def _out_of_range(self, token: Tok, shown: str) -> int:
+        self._fail(error(
+            codes.NUMBER_RANGE, f"integer literal out of range: {shown}", self._tok(token),
+            "too large", notes=[bounds.RANGE_NOTE],
+        ))
+        return 0
 
     def _unquote(self, token: Tok) -> str:
         """The text of a string literal: `\\\\`, `\\"`, `\\n` and `\\t` are its only escapes."""

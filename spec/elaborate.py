@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import ast, codes
+from . import ast, bounds, codes
 from .arguments import (
     Symbol,
     bind_op_args,
@@ -193,6 +193,11 @@ class Elaborator:
             if from_cli and _not_finite(value):
                 self._error(codes.BAD_ARG, f"invalid value for `{key}` of `{definition.name}`: {value}", span,
                             "not a finite number")
+                ok = False
+                continue
+            if from_cli and isinstance(value, int) and not isinstance(value, bool) and not bounds.int_in_range(value):
+                self._error(codes.NUMBER_RANGE, f"value for `{key}` of `{definition.name}` out of range: "
+                            f"{bounds.show(value)}", span, "too large", notes=[bounds.RANGE_NOTE])
                 ok = False
                 continue
             if key not in names:
@@ -637,8 +642,10 @@ class Elaborator:
             elif op == "%":
                 result = left % right
             elif op == "**":
-                if isinstance(right, int) and right > 256 or abs(left) > 1 and right > 4096:
-                    raise OverflowError
+                if not bounds.fits_pow(left, right):  # judged before computing: it could take minutes
+                    self._error(codes.NUMBER_RANGE, "integer result out of range", node.span,
+                                f"about {_pow_digits(left, right)} digits", notes=[bounds.RANGE_NOTE])
+                    raise Abort
                 result = left**right
             else:
                 return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[op]
@@ -657,6 +664,10 @@ class Elaborator:
         if isinstance(value, complex):
             self._error(codes.BAD_EXPR, "the result is not a real number", node.span, f"this is {value:.3g}",
                         help="a negative number has no real fractional power")
+            raise Abort
+        if isinstance(value, int) and not isinstance(value, bool) and not bounds.int_in_range(value):
+            self._error(codes.NUMBER_RANGE, "integer result out of range", node.span,
+                        f"this is {bounds.show(value)}", notes=[bounds.RANGE_NOTE])
             raise Abort
         if isinstance(value, float) and not math.isfinite(value):
             self._error(codes.BAD_EXPR, "number too large" if not math.isnan(value) else "not a number",
@@ -890,6 +901,11 @@ class Elaborator:
             if isinstance(value, Tensor):
                 diags.append(error(codes.BAD_ARG, f"`{key}` of `{op.kind}` must be a number, not a tensor",
                                    spans[key]))
+        for key, value in values.items():
+            large = _large_count(value)
+            if large is not None:
+                diags.append(error(codes.NUMBER_RANGE, f"`{key}` of `{op.kind}` is out of range: {bounds.show(large)}",
+                                   spans.get(key, call_span), "too large", notes=[bounds.COUNT_NOTE]))
         if diags:
             self.diags.extend(diags)
             raise Abort
@@ -923,6 +939,10 @@ class Elaborator:
             output = layer.infer(types)
             params = layer.param_shapes(types)
             buffers = layer.buffer_shapes(types)
+            # the element limit comes before the counts (MACs and receptive fields may walk the
+            # output); a parameter limit, reported by _limits, is the better message
+            if sum(math.prod(s) for s in params.values()) <= self.max_params:
+                self._early_limits(op.kind, call_span, output)
             macs = layer.macs(types, output)
             step = layer.receptive_step(types)
         except ShapeError as exc:
@@ -1031,6 +1051,14 @@ class Elaborator:
         self.node_names.add(name)
         if span is not None:
             self.label_spans[name] = span
+
+    def _early_limits(self, kind: str, span: Span, output: TensorType) -> None:
+        """The element limit of :meth:`_limits`, checked on the output shape alone."""
+        if any(not bounds.count_in_range(d) for d in output.shape) or output.numel > MAX_ELEMENTS:
+            self._error(codes.LIMIT, f"`{kind}` outputs {bounds.show(output.numel)} elements per sample",
+                        span, f"output {_shape_text(output.shape)}",
+                        notes=[f"limit: {MAX_ELEMENTS:,} elements per tensor"])
+            raise Abort
 
     def _limits(self, node: Node) -> None:
         if node.param_count > self.max_params:
@@ -1188,6 +1216,25 @@ class Elaborator:
 
     def _error(self, code: str, message: str, span: Span | None, label: str = "", **kw) -> None:
         self.diags.append(error(code, message, span, label, **kw))
+
+
+def _large_count(value: Any) -> int | None:
+    """An integer of an op's argument (or of its tuple) past the bound of sizes and counts:
+    every integer argument of an op is a size, a count or an axis."""
+    if isinstance(value, tuple):
+        return next((v for v in map(_large_count, value) if v is not None), None)
+    if isinstance(value, int) and not isinstance(value, bool) and not bounds.count_in_range(value):
+        return value
+    return None
+
+
+def _shape_text(shape: Sequence[int]) -> str:
+    return "[" + ", ".join(bounds.show(d) for d in shape) + "]"
+
+
+def _pow_digits(base: int, exponent: int) -> str:
+    """The size of ``base ** exponent`` in decimal digits, from logarithms (not computed)."""
+    return f"{int(exponent * math.log10(abs(base))) + 1:,}"
 
 
 def _cover(first: Span, last: Span) -> Span:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,10 +73,20 @@ def parse_source(source: SourceFile) -> ast.Module:
 
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def load_text(text: str, name: str = "<string>") -> Loaded:
     """Parse a spec given as text; imports are not allowed (there is no folder to resolve)."""
     sources = SourceMap()
     source = sources.add(SourceFile(name, text))
+    lone = _SURROGATE.search(text)
+    if lone is not None:  # a str can hold what no file can: it has no UTF-8 form to hash or save
+        raise DiagnosticError([error(
+            codes.BAD_ENCODING, f"text contains a lone surrogate (U+{ord(lone.group()):04X}), which is not UTF-8",
+            source.span(lone.start(), lone.end()), "not a character",
+            help="the text was probably decoded with errors='surrogateescape'; decode it as UTF-8",
+        )], sources)
     try:
         module = parse_source(source)
     except DiagnosticError as exc:

@@ -158,7 +158,10 @@ def test_resume_refuses_a_corrupt_state_and_another_spec(tmp_path):
     saved = (tmp_path / "run" / "last.safetensors").read_bytes()
     (tmp_path / "run" / "state.pt").write_bytes(b"garbage")
     result = invoke("train", str(spec), "--resume", str(tmp_path / "run"))
-    assert result.exit_code == 1 and "not a readable training state" in result.stderr
+    # the manifest's sha256 tells the damage before anything reads the file
+    assert result.exit_code == 1
+    assert (f"error: `{tmp_path / 'run'}` cannot be resumed: its manifest.json commits generation 1 "
+            "(epoch 1), and `state.pt` differs from it (size or sha256)") in result.stderr
     assert (tmp_path / "run" / "last.safetensors").read_bytes() == saved  # nothing lost
     result = invoke("train", str(spec), "--out", str(tmp_path / "run"))
     assert result.exit_code == 1 and "already holds a run" in result.stderr

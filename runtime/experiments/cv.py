@@ -111,12 +111,10 @@ def fit_and_score(graph: Graph, recipe: Recipe, data: PreparedData, directory: P
                   log: Callable[[str], None] | None = None) -> Fit:
     """Train one model into its own run directory and score it on its validation split; a
     loss that becomes NaN is a result here (the fit diverged), not an error."""
-    from nnspec.runtime.experiments.directory import write_inputs
+    from nnspec.runtime.experiments.directory import fresh_run_directory
 
-    directory.mkdir(parents=True, exist_ok=True)
-    write_inputs(directory, loaded, graph, recipe)
-    if data.normalizer is not None:
-        ckpt.write_text(directory / "normalizer.json", json.dumps(data.normalizer) + "\n")
+    # a fold or trial is trained whole: what an interrupted attempt left in its folder goes
+    fresh_run_directory(directory, loaded, graph, recipe, data)
     began = time.perf_counter()
     trainer = Trainer(recipe, graph, data, directory, spec_hash=spec_hash, device=device,
                       progress=False, log=log or _quiet, fit_epoch=epoch_fit(recipe))

@@ -27,7 +27,8 @@ through the members in order: a member whose state.pt is final (the recipe's epo
 stopped early) is loaded, not trained again, with the weights ``Trainer.finish`` left (its
 best with early stopping, else its last; finish runs again only when test.json is missing);
 a member with another state.pt resumes from it exactly like one run (bit for bit on CPU); the
-others are trained. A bagging member's bag is drawn again from (seed, k) and checked against
+others are trained (from their seed, in a fresh folder). Every started member's folder is
+recovered and verified first, as one run's directory is (docs/runs.md). A bagging member's bag is drawn again from (seed, k) and checked against
 its bag.json. Every member's weights and the test metrics then equal an uninterrupted run's.
 """
 
@@ -47,7 +48,12 @@ from torch import nn
 from nnspec.compiler.onnx_build import TO_PROBABILITIES, member_transform
 from nnspec.runtime.data.augment import generator_for
 from nnspec.runtime.data.prepare import PreparedData
-from nnspec.runtime.experiments.directory import new_run_directory, open_run_directory
+from nnspec.runtime.experiments.directory import (
+    fresh_run_directory,
+    new_run_directory,
+    open_run_directory,
+    resume_run_directory,
+)
 from nnspec.runtime.experiments.rank import Job, train_rank
 from nnspec.runtime.experiments.solvers import epoch_fit
 from nnspec.runtime.loop import checkpoint as ckpt
@@ -136,7 +142,7 @@ def train_ensemble(loaded: Loaded, graph: Graph, recipe: Recipe, data: PreparedD
         if (directory / "members").exists() or (directory / RUN_FILE).exists():
             raise TrainingError(f"`{directory}` already holds an ensemble run",
                                 help=f"continue it with --resume {directory}, or choose another --out")
-        open_run_directory(loaded, graph, recipe, data, out=directory, resume=None)
+        open_run_directory(loaded, graph, recipe, data, out=directory, resume=None, trains=False)
         ckpt.write_text(directory / RUN_FILE, json.dumps({
             "spec_sha256": spec_hash, "model": graph.name, "recipe": recipe.name,
             "members": spec.members, "mode": spec.mode, "seed": recipe.seed}, indent=2) + "\n")
@@ -162,7 +168,7 @@ def train_ensemble(loaded: Loaded, graph: Graph, recipe: Recipe, data: PreparedD
             member_data = replace(data, train=(data.train[0][bag], data.train[1][bag]))
             record["bag_unique"] = round(len(torch.unique(bag)) / n_train, 4)
         say = _prefixed(log, f"member {k}: ")
-        started = resume is not None and (folder / "state.pt").is_file()
+        started = resume is not None and _member_started(folder, say)
         job = Job(graph=graph, recipe=member, data=member_data, directory=folder,
                   spec_hash=spec_hash, device=device, amp=amp, compile=compile, progress=progress,
                   stop_after=None if stop_after is None else stop_after - epochs_before,
@@ -173,8 +179,11 @@ def train_ensemble(loaded: Loaded, graph: Graph, recipe: Recipe, data: PreparedD
             trainer, test = _finished_member(job, say)
             say(f"finished ({len(trainer.history)} epochs): loaded, not trained again")
         else:
-            open_run_directory(loaded, graph, member, member_data, out=folder,
-                               resume=folder if started else None)
+            if started:
+                open_run_directory(loaded, graph, member, member_data, out=None, resume=folder,
+                                   recovered=True)
+            else:  # never started, or stopped in its first epoch: from its seed again
+                fresh_run_directory(folder, loaded, graph, member, member_data)
             if bag is not None and not started:
                 ckpt.write_text(folder / "bag.json", json.dumps(bag.tolist()) + "\n")
             trainer, test, extra = train_rank(None, say, job)
@@ -220,6 +229,15 @@ def train_ensemble(loaded: Loaded, graph: Graph, recipe: Recipe, data: PreparedD
         extra={"mode": _mode_words(spec.mode), "data": data.description})
     return Run(directory=directory, module=module, history=[], test=test, best_epoch=None,
                recipe=recipe, extra={"finished": True, "members": records, "member_mean": mean})
+
+
+def _member_started(folder: Path, log: Callable[[str], None]) -> bool:
+    """Whether member ``folder`` committed a checkpoint (recovered and verified here, as a
+    run's directory is on resume; see ``resume_run_directory``)."""
+    if not (folder / ckpt.MANIFEST).is_file() and not (folder / "state.pt").is_file():
+        return False
+    recovered = resume_run_directory(folder, log)
+    return recovered.epoch >= 1 if recovered is not None else True
 
 
 def member_finished(state: dict[str, Any], member: Recipe) -> bool:

@@ -4,6 +4,8 @@
     RUN/ir.json        the resolved model IR        RUN/recipe.json  the resolved recipe
     RUN/metrics.jsonl  one line per epoch           RUN/state.pt     optimizer, RNG, history
     RUN/best.safetensors + best.json, RUN/last.safetensors + last.json
+    RUN/manifest.json  the committed generation: the checkpoint's files, sizes, sha256
+    RUN/.lock          held (flock) by the training writing into RUN (docs/runs.md)
     RUN/normalizer.json  statistics of the training split (reused by inference)
     RUN/classes.json   the class names of the data, when it has them (reused by inference)
     RUN/curves.png, RUN/summary.md, RUN/test.json
@@ -27,7 +29,7 @@ from nnspec.compiler.torch_build import build_module
 from nnspec.runtime.data.prepare import load_dataset, prepare
 from nnspec.runtime.data.sources import Dataset
 from nnspec.runtime.experiments import distributed, knn
-from nnspec.runtime.experiments.directory import open_run_directory
+from nnspec.runtime.experiments.directory import RunLock, new_run_directory, open_run_directory
 from nnspec.runtime.experiments.rank import Job, train_rank
 from nnspec.runtime.loop.trainer import Run, TrainingError
 from nnspec.spec.ir import Graph
@@ -76,6 +78,19 @@ def run_training(
     # the data is checked before anything is written: a bad data file leaves no half run
     loaded_data = load_dataset(recipe, base_dir, dataset)
     data = prepare(recipe, graph, loaded_data)
+    if resume is None and out is None:
+        out = new_run_directory(Path("runs"), graph.name)
+    # one training at a time writes into a run directory, for the whole of it
+    with RunLock(resume if resume is not None else out, create=resume is None):
+        return _run_here(loaded, graph, recipe, data, loaded_data, hash_, out=out, resume=resume,
+                         requested=requested, kind=kind, nproc=nproc, amp=amp, compile=compile,
+                         progress=progress, stop_after=stop_after, log=log)
+
+
+def _run_here(loaded: Loaded, graph: Graph, recipe: Recipe, data: Any, loaded_data: Dataset,
+              hash_: str, *, out: Path | None, resume: Path | None, requested: str,
+              kind: str | None, nproc: int | None, amp: bool, compile: bool, progress: bool,
+              stop_after: int | None, log: Callable[[str], None]) -> Run:
     if recipe.ensemble is not None:  # n members, one after the other: runtime/experiments/ensemble.py
         from nnspec.runtime.experiments.ensemble import train_ensemble
 
@@ -85,7 +100,7 @@ def run_training(
     cv = None
     if recipe.solver == "knn":  # k by cross-validation, before the IR is written: runtime/experiments/knn.py
         graph, cv = knn.cross_validate(loaded, graph, recipe, data, log)
-    directory = open_run_directory(loaded, graph, recipe, data, out=out, resume=resume)
+    directory = open_run_directory(loaded, graph, recipe, data, out=out, resume=resume, log=log)
     knn.write_cv(directory, cv)
     if recipe.cv is not None and cv is None:  # `cv kfold(n)`: the folds, then the final model
         _cross_validate(loaded, graph, recipe, loaded_data, directory, hash_, requested,
@@ -161,12 +176,17 @@ def _run_launched(launch: distributed.Launch, loaded: Loaded, graph: Graph, reci
     kind = distributed.resolve_device(device, launch.world_size, local_rank=launch.local_rank)
     group = distributed.setup(launch.rank, launch.world_size, launch.local_rank, kind,
                               launcher="torchrun", init_method="env://")
+    lock: RunLock | None = None
     try:
         # each rank loads and checks the data; any rank's error stops every rank
         data = distributed.agreed(group, lambda: prepare(recipe, graph, load_dataset(recipe, base_dir, dataset)))
+        if group.main and resume is None and out is None:
+            out = new_run_directory(Path("runs"), graph.name)
+        if group.main:  # rank 0 alone writes
+            lock = RunLock(resume if resume is not None else out, create=resume is None)
         directory = distributed.agreed(
-            group, lambda: open_run_directory(loaded, graph, recipe, data, out=out, resume=resume),
-            main_only=True)
+            group, lambda: _locked_open(lock, lambda: open_run_directory(
+                loaded, graph, recipe, data, out=out, resume=resume, log=log)), main_only=True)
         job = Job(graph=graph, recipe=recipe, data=data, directory=directory, spec_hash=hash_,
                   device=kind, amp=amp, compile=compile, progress=progress, stop_after=stop_after,
                   resume=resume is not None)
@@ -174,4 +194,13 @@ def _run_launched(launch: distributed.Launch, loaded: Loaded, graph: Graph, reci
         return Run(directory=directory, module=trainer.module, history=trainer.history, test=test,
                    best_epoch=trainer.best_epoch, recipe=recipe, extra=extra)
     finally:
+        if lock is not None:
+            lock.__exit__()
         distributed.teardown()
+
+
+def _locked_open(lock: RunLock | None, open_: Callable[[], Path]) -> Path:
+    """Take rank 0's lock, then open the directory (the lock is released by the caller)."""
+    if lock is not None:
+        lock.__enter__()
+    return open_()

@@ -248,7 +248,7 @@ def open_search_directory(loaded: Loaded, search: Search, spec_hash: str, *, out
                           resume: Path | None) -> tuple[Path, list[Trial]]:
     """The search directory and its finished trials: the one to resume (checked against the
     spec), or a new one with the inputs."""
-    from nnspec.runtime.experiments.directory import new_run_directory
+    from nnspec.runtime.experiments.directory import check_new_directory, new_run_directory
 
     if resume is not None:
         record_path = resume / SEARCH_FILE
@@ -274,6 +274,7 @@ def open_search_directory(loaded: Loaded, search: Search, spec_hash: str, *, out
     if (directory / SEARCH_FILE).exists():
         raise TrainingError(f"`{directory}` already holds a search",
                             help=f"continue it with --resume {directory}, or choose another --out")
+    check_new_directory(directory, "search")
     directory.mkdir(parents=True, exist_ok=True)
     root = loaded.sources.get(loaded.root.file)
     assert root is not None
@@ -307,9 +308,24 @@ def run_search(loaded: Loaded, search: Search, *, spec_path: Path, out: Path | N
                log: Callable[[str], None] = print) -> SearchRun:
     """Run (or resume) ``search`` of the spec ``loaded`` read from ``spec_path``; write every
     trial, the results, the plot and the best spec into the search directory."""
-    from nnspec.runtime.experiments.search_report import write_results
+    from nnspec.runtime.experiments.directory import RunLock, new_run_directory
 
     spec_hash = loaded.spec_hash()
+    if resume is None and out is None:
+        out = new_run_directory(Path("runs"), f"search-{search.name}")
+    # one search at a time writes into a search directory (its trials are run directories)
+    with RunLock(resume if resume is not None else out, create=resume is None):
+        return _run_search(loaded, search, spec_hash, spec_path=spec_path, out=out,
+                           resume=resume, device=device, dataset=dataset,
+                           max_trials=max_trials, log=log)
+
+
+def _run_search(loaded: Loaded, search: Search, spec_hash: str, *, spec_path: Path,
+                out: Path | None, resume: Path | None, device: str | None,
+                dataset: Dataset | None, max_trials: int | None,
+                log: Callable[[str], None]) -> SearchRun:
+    from nnspec.runtime.experiments.search_report import write_results
+
     directory, done = open_search_directory(loaded, search, spec_hash, out=out, resume=resume)
     log(f"search directory: {directory}")
     log(search.describe())

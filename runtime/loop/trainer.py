@@ -330,8 +330,9 @@ class Trainer:
                 break
 
     def save(self, epoch: int, best_state: dict[str, torch.Tensor] | None) -> None:
-        """Last weights, best weights (when they changed since the last save), the history
-        and the training state, each file replaced atomically.
+        """One generation: last weights, best weights (when they changed since the last
+        save), the history and the training state, committed together by manifest.json
+        (``ckpt.commit_generation``; docs/runs.md).
 
         The state is copied now and written by a background thread, so the epoch loop does
         not wait for serialisation and fsync; the next save, the end of `fit` (also when it
@@ -341,14 +342,16 @@ class Trainer:
         rng_states = self.group.rng_states()
         if not self.writes:
             return
-        # the previous write first: whether best.safetensors exists is decided by its files
+        # the previous write first: whether best.safetensors exists is decided by its files,
+        # and the generation number by its manifest
         self.wait_for_writes()
+        generation = ckpt.next_generation(self.directory)
         best_row = self.history[self.best_epoch - 1] if self.best_epoch else self.history[-1]
         meta = {"spec_sha256": self.spec_hash, "model": self.graph.name}
         last = {k: v.detach().to("cpu", copy=True) for k, v in self.module.state_dict().items()}
         write_best = best_state is not None or not (self.directory / "best.safetensors").exists()
         state = {
-            "epoch": epoch + 1, "spec_sha256": self.spec_hash,
+            "epoch": epoch + 1, "generation": generation, "spec_sha256": self.spec_hash,
             "optimizer": copy.deepcopy(self.optimizer.state_dict()), "rng": torch.get_rng_state(),
             "history": json.dumps(self.history),
             "best": self.best if self.best is not None else float("nan"),
@@ -358,13 +361,16 @@ class Trainer:
         if rng_states is not None:  # each rank's dropout stream, for an exact resume
             state["world_size"] = len(rng_states)
             state["rng_ranks"] = torch.stack(rng_states)
-        jobs = [(ckpt.save_weights, self.directory / "last.safetensors", last,
-                 {**meta, "epoch": epoch + 1, "metrics": self.history[-1]})]
+        writes = [("last" + suffix, write) for suffix, write in ckpt.weights_writers(
+            last, {**meta, "epoch": epoch + 1, "metrics": self.history[-1]})]
         if write_best:
-            jobs.append((ckpt.save_weights, self.directory / "best.safetensors", best_state or last,
-                         {**meta, "epoch": int(best_row["epoch"]), "metrics": best_row}))
+            writes += [("best" + suffix, write) for suffix, write in ckpt.weights_writers(
+                best_state or last, {**meta, "epoch": int(best_row["epoch"]), "metrics": best_row})]
         metrics = "".join(json.dumps(h) + "\n" for h in self.history)
-        self._pending = self._writer.submit(_write_checkpoint, jobs, self.directory, metrics, state)
+        writes.append(("metrics.jsonl", lambda tmp: tmp.write_text(metrics, encoding="utf-8")))
+        writes.append(("state.pt", ckpt.state_writer(state)))
+        self._pending = self._writer.submit(ckpt.commit_generation, self.directory, generation,
+                                            epoch + 1, writes, self.history[-1])
 
     def wait_for_writes(self) -> None:
         """Block until the last checkpoint is on disk; re-raise its error, if any."""
@@ -378,11 +384,18 @@ class Trainer:
         self._writer.shutdown(wait=True)
 
     def resume(self, directory: Path) -> None:
+        """Continue from the committed generation of ``directory``, which the experiment
+        has recovered and verified by its hashes (``ckpt.recover``: once, by the process
+        that writes); here, in every process, the epochs of its files must agree."""
+        manifest = ckpt.read_manifest(directory)
+        if manifest is not None and manifest["epoch"] == 0:
+            return  # a run that stopped in its first epoch: it starts again from its seed
         state = ckpt.load_state(directory / "state.pt")
         if state.get("spec_sha256") != self.spec_hash:
             raise TrainingError(
                 f"`{directory}` was trained from a different spec (its hash differs)",
                 help="resume with the spec file the run was started from, or start a new run")
+        ckpt.check_epochs(directory, state)
         tensors, _ = ckpt.load_weights(directory / "last.safetensors")
         ckpt.check_state_dict(self.module.state_dict(), tensors, directory / "last.safetensors")
         self.module.load_state_dict(tensors)
@@ -443,13 +456,6 @@ class Trainer:
         ckpt.write_text(self.directory / "test.json", json.dumps(test, indent=2) + "\n")
         self._writer.shutdown(wait=True)
         return self.group.broadcast(test)
-
-
-def _write_checkpoint(jobs: list, directory: Path, metrics: str, state: dict[str, Any]) -> None:
-    for save, path, tensors, meta in jobs:
-        save(path, tensors, meta)
-    ckpt.write_text(directory / "metrics.jsonl", metrics)
-    ckpt.save_state(directory / "state.pt", state)
 
 
 def _epoch_line(row: dict[str, float], epochs: int) -> str:

@@ -11,7 +11,7 @@ which must be an integer unless a rounding is declared.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Literal
 
 from .. import codes
@@ -120,8 +120,7 @@ def _exact_fixes(
     fixes = []
     symmetric = pad[0] == pad[1]
     if symmetric:
-        candidates = sorted(range(0, window + stride), key=lambda p: (abs(p - pad[0]), p))
-        for p in candidates:
+        for p in _nearest(pad[0], 0, window + stride - 1):
             span = size + 2 * p - window
             if p != pad[0] and span >= 0 and span % stride == 0:
                 fixes.append(f"{padding_arg}={p} gives {span // stride + 1} exactly")
@@ -134,13 +133,23 @@ def _exact_fixes(
         tail += f" (or `rounding=ceil` for {ceil_out})"
     fixes.append(tail)
     # changing the stride changes the architecture: the last resort, and only a near one
-    near = range(max(2, -(-stride // 2)), 2 * stride + 1)
-    divisors = [s for s in near if span > 0 and span % s == 0]
-    if divisors:
-        best = min(divisors, key=lambda s: (abs(s - stride), s))
-        if best != stride:
-            fixes.append(f"{stride_arg}={best} gives {span // best + 1} exactly")
+    best = next((s for s in _nearest(stride, max(2, -(-stride // 2)), 2 * stride) if span > 0 and span % s == 0),
+                None)
+    if best is not None and best != stride:
+        fixes.append(f"{stride_arg}={best} gives {span // best + 1} exactly")
     return "; or ".join(fixes)
+
+
+_SEARCHED = 4096  # values tried for a suggestion: sizes may be huge, a help line must be quick
+
+
+def _nearest(centre: int, low: int, high: int) -> Iterator[int]:
+    """The integers of [low, high] by distance from ``centre``, the smaller first on a tie,
+    up to a distance of :data:`_SEARCHED`."""
+    for d in range(min(max(centre - low, high - centre), _SEARCHED) + 1):
+        for value in (centre - d, centre + d) if d else (centre,):
+            if low <= value <= high:
+                yield value
 
 
 def conv_transpose_output(

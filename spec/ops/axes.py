@@ -373,6 +373,17 @@ class _Parts(Op):
         raise NotImplementedError
 
 
+MAX_PARTS = 65_536  # each part is bound to a name, and a statement has far fewer
+
+
+def _check_parts(kind: str, count: int, arg: str) -> None:
+    """Refuse, before listing them, more parts than any statement can bind."""
+    if count > MAX_PARTS:
+        raise ShapeError(codes.LIMIT, f"`{kind}` would make {count:,} parts",
+                         notes=[f"limit: {MAX_PARTS:,} parts"], help="each part needs a name: `a, b = x -> split(2)`",
+                         arg=arg)
+
+
 class Split(_Parts):
     """`split(k)`: k equal parts of one axis (channels by default); `split([16, 48])`: parts
     of those sizes, which must add up to the axis.
@@ -390,6 +401,7 @@ class Split(_Parts):
         axis = resolve_axis(self.axis, x.rank, self.kind, "axis")
         size = x.shape[axis]
         if isinstance(self.parts, int):
+            _check_parts(self.kind, self.parts, "parts")
             check_divisible(size, self.parts, f"axis {axis} of {x}", "the number of parts", arg="parts")
             sizes = [size // self.parts] * self.parts
         else:
@@ -425,6 +437,7 @@ class Chunk(_Parts):
         axis = resolve_axis(self.axis, x.rank, self.kind, "axis")
         size = x.shape[axis]
         each = -(-size // self.n)
+        _check_parts(self.kind, -(-size // each), "n")
         return axis, [(a, min(a + each, size)) for a in range(0, size, each)]
 
 

@@ -374,6 +374,13 @@ def adaptive_windows(size: int, out: int) -> list[tuple[int, int]]:
     return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
 
 
+def _widest_window(size: int, out: int) -> int:
+    """The longest of :func:`adaptive_windows` without listing them (the output may be long):
+    window i is ⌈x + N/out⌉ - ⌊x⌋ for x = i·N/out, largest where x's fraction is largest,
+    (out - gcd(N, out)) / out, so it is ⌈(N + out - gcd(N, out)) / out⌉."""
+    return -(-(size + out - math.gcd(size, out)) // out)
+
+
 @register
 class AdaptiveAvgPool(Op):
     """Average pooling to a fixed output size, windows as torch's AdaptiveAvgPool.
@@ -447,10 +454,8 @@ class AdaptiveAvgPool(Op):
 
     def macs(self, inputs: Sequence[TensorType], output: TensorType) -> int:
         (x,) = inputs
-        per_axis_adds = (
-            sum(end - start for start, end in adaptive_windows(n, out))
-            for n, out in zip(x.shape[1:], self._sizes(x), strict=True)
-        )
+        # Σ window lengths = N + out - gcd(N, out), in closed form: the output may be long
+        per_axis_adds = (n + out - math.gcd(n, out) for n, out in zip(x.shape[1:], self._sizes(x), strict=True))
         return x.shape[0] * math.prod(per_axis_adds)
 
     def receptive_step(self, inputs: Sequence[TensorType]) -> WindowStep | Literal["global"] | None:
@@ -460,10 +465,7 @@ class AdaptiveAvgPool(Op):
             return None
         if max(sizes) == 1:
             return GLOBAL
-        window = tuple(
-            max(end - start for start, end in adaptive_windows(n, out))
-            for n, out in zip(x.shape[1:], sizes, strict=True)
-        )
+        window = tuple(_widest_window(n, out) for n, out in zip(x.shape[1:], sizes, strict=True))
         stride = tuple(n / out for n, out in zip(x.shape[1:], sizes, strict=True))
         return WindowStep(window=window, stride=stride)
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nnspec.spec import ast, codes
+from nnspec.spec import ast, bounds, codes
 from nnspec.spec.arguments import Symbol, describe, positional_after_keyword
 from nnspec.spec.diagnostics import Diagnostic, error
 from nnspec.spec.source import Span
@@ -48,8 +48,17 @@ def constant(expr: ast.Expr, diags: list[Diagnostic]) -> Any:
         if POISON in (left, right):
             return POISON
         if _number(left) and _number(right):
+            if expr.op == "**" and not bounds.fits_pow(left, right):  # judged before computing it
+                diags.append(error(codes.NUMBER_RANGE, "integer result out of range", expr.span,
+                                   "too large", notes=[bounds.RANGE_NOTE]))
+                return POISON
             try:
-                return _arith(expr.op, left, right)
+                result = _arith(expr.op, left, right)
+                if isinstance(result, int) and not bounds.int_in_range(result):
+                    diags.append(error(codes.NUMBER_RANGE, "integer result out of range", expr.span,
+                                       f"this is {bounds.show(result)}", notes=[bounds.RANGE_NOTE]))
+                    return POISON
+                return result
             except (ZeroDivisionError, OverflowError, ValueError):
                 diags.append(error(codes.RECIPE_VALUE, f"cannot compute `{expr.op}` of "
                                    f"{describe(left)} and {describe(right)}", expr.span))
@@ -69,8 +78,6 @@ def _number(value: Any) -> bool:
 def _arith(op: str, a: Any, b: Any) -> Any:
     if op == "/":
         return a // b if isinstance(a, int) and isinstance(b, int) and b and a % b == 0 else a / b
-    if op == "**" and abs(b) > 1024:
-        raise OverflowError
     result = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "//": lambda: a // b,
               "%": lambda: a % b, "**": lambda: a**b}[op]()
     if isinstance(result, complex) or isinstance(result, float) and not math.isfinite(result):
@@ -238,8 +245,13 @@ def check_value(param: Param, value: Any, span: Span, what: str | None,
     ``what`` names the call the parameter belongs to (None: a setting's own value)."""
     if value is POISON:
         return POISON
-    converted = _convert(param, value)
     name = f"`{param.name}` of {what}" if what else f"`{param.name}`"
+    large = _large_count(value)
+    if large is not None:  # every integer of a recipe is a size, a count, a seed or an index
+        diags.append(error(codes.NUMBER_RANGE, f"{name} is out of range: {bounds.show(large)}", span,
+                           "too large", notes=[bounds.COUNT_NOTE]))
+        return POISON
+    converted = _convert(param, value)
     if converted is POISON:
         if param.type == "name":
             choices = ", ".join(f"`{c}`" for c in param.choices)
@@ -260,6 +272,14 @@ def check_value(param: Param, value: Any, span: Span, what: str | None,
                                f"{describe(bad[0])}", span, f"outside {interval.text}"))
             return POISON
     return converted
+
+
+def _large_count(value: Any) -> int | None:
+    if isinstance(value, tuple):
+        return next((v for v in map(_large_count, value) if v is not None), None)
+    if _number(value) and isinstance(value, int) and not bounds.count_in_range(value):
+        return value
+    return None
 
 
 def _suggest(value: Any, choices: Sequence[str]) -> str | None:

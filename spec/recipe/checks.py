@@ -831,7 +831,7 @@ class Checks:
         """Against the file when it exists now; one that does not (a run still to come) is
         checked when training starts."""
         file = weights_file(source.path)
-        if not file.is_file():
+        if not os.path.isfile(file):  # not Path.is_file: it raises on a name too long for the system
             return
         shown = source.written if file == Path(source.path) else \
             os.path.join(source.written, file.name)

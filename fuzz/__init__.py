@@ -1,0 +1,1 @@
+"""A fuzzing harness for the checker: see fuzz/README.md."""
