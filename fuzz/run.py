@@ -28,7 +28,15 @@ if __package__ in (None, ""):  # `python fuzz/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fuzz.mutate import corpus, make_input
-from fuzz.target import CLASSES, EXCEPTION, TIMEOUT, UNLOCATED, VALID, Outcome, check_text, exception_outcome
+from fuzz.target import (
+    CLASSES,
+    EXCEPTION,
+    TIMEOUT,
+    UNLOCATED,
+    Outcome,
+    check_text,
+    exception_outcome,
+)
 
 FAILURES = (EXCEPTION, TIMEOUT, UNLOCATED)
 

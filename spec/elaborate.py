@@ -19,9 +19,9 @@ from . import ast, bounds, codes
 from .arguments import (
     Symbol,
     bind_op_args,
-    option_words,
     describe,
     op_fields,
+    option_words,
     positional_after_keyword,
     validation_diagnostics,
 )
